@@ -1,0 +1,183 @@
+"""The JSON API: thin views that validate, call one service, and answer."""
+
+from django.http import JsonResponse
+from django.views import defaults
+from rest_framework import exceptions, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from transcription.storage import StorageUnavailable
+
+from . import services
+from .models import Answer, InterviewSession
+from .scoring import ScoringError
+from .serializers import (
+    AnswerResultSerializer,
+    AnswerStatusSerializer,
+    AnswerUploadSerializer,
+    SessionCreateSerializer,
+    SessionSerializer,
+)
+
+RETRY_AFTER_SECONDS = 5
+
+
+class ServiceUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "service_unavailable"
+
+
+def exception_handler(exc, context):
+    """Give every API error one shape: ``{"error": {"code", "message"[, "fields"]}}``."""
+    if isinstance(exc, StorageUnavailable):
+        exc = ServiceUnavailable(
+            "Audio storage is unavailable; nothing was saved. Try again shortly.",
+            code="storage_unavailable",
+        )
+    elif isinstance(exc, ScoringError):
+        exc = ServiceUnavailable(f"Scoring is unavailable: {exc}", code="scoring_unavailable")
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc.detail, dict):
+        fields = exc.detail
+        message = " ".join(
+            f"{name}: {' '.join(str(error) for error in errors)}" for name, errors in fields.items()
+        )
+        response.data = {"error": {"code": "invalid", "message": message, "fields": fields}}
+    elif isinstance(exc.detail, list):
+        message = " ".join(str(error) for error in exc.detail)
+        response.data = {"error": {"code": exc.detail[0].code, "message": message}}
+    else:
+        code = exc.detail.code if hasattr(exc.detail, "code") else exc.default_code
+        response.data = {"error": {"code": code, "message": str(exc.detail)}}
+    return response
+
+
+def not_found(request, exception):
+    """Answer unknown API URLs (such as a malformed id) in JSON; the rest as Django does."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {"error": {"code": "not_found", "message": f"No API endpoint at {request.path}."}},
+            status=404,
+        )
+    return defaults.page_not_found(request, exception)
+
+
+def get_own_session(request, session_id: int) -> InterviewSession:
+    # Another user's session is reported exactly like a missing one.
+    session = InterviewSession.objects.owned_by(request.user).filter(pk=session_id).first()
+    if session is None:
+        raise exceptions.NotFound("Interview session not found.", code="session_not_found")
+    return session
+
+
+class SessionListCreateApi(APIView):
+    def get(self, request):
+        sessions = InterviewSession.objects.owned_by(request.user).prefetch_related("questions")
+        return Response(SessionSerializer(sessions, many=True).data)
+
+    def post(self, request):
+        serializer = SessionCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        session = services.session_create(user=request.user, **serializer.validated_data)
+        return Response(SessionSerializer(session).data, status=status.HTTP_201_CREATED)
+
+
+class SessionDetailApi(APIView):
+    def get(self, request, session_id):
+        return Response(SessionSerializer(get_own_session(request, session_id)).data)
+
+
+class AnswerUploadApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    def post(self, request, session_id, question_id):
+        session = get_own_session(request, session_id)
+        question = session.questions.filter(pk=question_id).first()
+        if question is None:
+            raise exceptions.NotFound(
+                "This question is not part of the session.", code="question_not_in_session"
+            )
+        serializer = AnswerUploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        audio = serializer.validated_data["audio"]
+        answer = services.answer_submit(
+            session=session,
+            question=question,
+            audio=audio,
+            content_type=audio.content_type or "application/octet-stream",
+        )
+        return Response(
+            {
+                "status": "processing",
+                "message": "Audio uploaded successfully, transcription in progress",
+                "file_id": answer.gridfs_file_id,
+                "transcription_status": answer.transcription_status,
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class AnswerStatusApi(APIView):
+    def get(self, request, session_id, question_id):
+        session = get_own_session(request, session_id)
+        answer = session.answers.filter(question_id=question_id).first()
+        if answer is None:
+            raise exceptions.NotFound(
+                "No answer has been uploaded for this question.", code="answer_not_found"
+            )
+        return Response(AnswerStatusSerializer(answer).data)
+
+
+class SessionStatusApi(APIView):
+    def get(self, request, session_id):
+        session = get_own_session(request, session_id)
+        answers = {answer.question_id: answer for answer in session.answers.all()}
+        summary = {"total": 0, "not_uploaded": 0} | {status: 0 for status in Answer.Status}
+        questions = []
+        for question in session.ordered_questions():
+            answer = answers.get(question.pk)
+            if answer is None:
+                entry = {"question_id": question.pk, "status": "not_uploaded"}
+            else:
+                entry = AnswerStatusSerializer(answer).data
+            summary["total"] += 1
+            summary[entry["status"]] += 1
+            questions.append(entry)
+        return Response({"session_id": session.pk, "summary": summary, "questions": questions})
+
+
+class SessionAnalyzeApi(APIView):
+    def post(self, request, session_id):
+        session = get_own_session(request, session_id)
+        try:
+            analysis = services.session_analyze(session=session)
+        except services.NoAnswers:
+            raise exceptions.ValidationError(
+                "The session has no recorded answers to analyze yet.", code="no_answers"
+            ) from None
+        if analysis.pending_count:
+            return Response(
+                {
+                    "status": "transcription_pending",
+                    "message": f"Waiting for {analysis.pending_count} transcriptions to complete",
+                    "pending_count": analysis.pending_count,
+                    "processing_count": analysis.processing_count,
+                    "retry_after": RETRY_AFTER_SECONDS,
+                },
+                status=status.HTTP_202_ACCEPTED,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        failed = [a for a in analysis.answers if a.transcription_status == Answer.Status.FAILED]
+        return Response(
+            {
+                "status": "success",
+                "final_score": analysis.final_score,
+                "scored_count": analysis.scored_count,
+                "failed_count": len(failed),
+                "answers": AnswerResultSerializer(analysis.answers, many=True).data,
+            }
+        )

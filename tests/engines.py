@@ -1,0 +1,52 @@
+"""Stand-in transcription engines for tests that are about the pipeline, not about Whisper."""
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from transcription.backends import Transcript, TranscriptionError
+
+
+class ScriptedTranscriber:
+    """Answer with the text a test registered for the audio, and record every call."""
+
+    # Text to return, an error to raise, or a function of the audio returning the text.
+    script: dict[str, str | Exception | Callable[[bytes], str]] = {}
+    calls: list[str] = []
+
+    @classmethod
+    def reset(cls):
+        cls.script = {}
+        cls.calls = []
+
+    @classmethod
+    def say(cls, audio: bytes, result: str | Exception | Callable[[bytes], str]) -> bytes:
+        cls.script[hashlib.sha256(audio).hexdigest()] = result
+        return audio
+
+    def transcribe(self, audio: bytes, *, language, content_type="", filename="") -> Transcript:
+        digest = hashlib.sha256(audio).hexdigest()
+        self.calls.append(digest)
+        result = self.script.get(digest, "")
+        if isinstance(result, Exception):
+            raise result
+        if callable(result):
+            result = result(audio)
+        return Transcript(text=result, language=language or "en")
+
+
+class BlockingTranscriber:
+    """Block until the test writes ``release`` in $BLOCKING_ENGINE_DIR; works across processes."""
+
+    def transcribe(self, audio: bytes, *, language, content_type="", filename="") -> Transcript:
+        folder = Path(os.environ["BLOCKING_ENGINE_DIR"])
+        (folder / f"started-{filename}").write_text(str(len(audio)))
+        release = folder / "release"
+        deadline = time.monotonic() + 120
+        while not release.exists():
+            if time.monotonic() > deadline:
+                raise TranscriptionError("the test never released the engine")
+            time.sleep(0.05)
+        return Transcript(text=f"{release.read_text()} {len(audio)} bytes", language="en")

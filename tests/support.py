@@ -1,0 +1,161 @@
+"""Helpers the tests share: real processes, speech, the queue, waiting on a condition."""
+
+import hashlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.db import connection
+from django.utils.module_loading import import_string
+from django_q.brokers import get_broker
+from django_q.signing import SignedPackage
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(condition, *, timeout: float = 30, what: str = "the condition"):
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url() -> str:
+    """Return a DATABASE_URL for the test database, for processes the tests start."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def process_env(**overrides: str) -> dict[str, str]:
+    """Return the environment for a child process that shares the tests' databases."""
+    env = os.environ | {"DJANGO_DEBUG": "1", "PYTHONUNBUFFERED": "1"}
+    return env | {key: str(value) for key, value in overrides.items()}
+
+
+class Process:
+    """A child process in its own process group, with its output in a log file."""
+
+    def __init__(self, args: list[str], *, log: Path, env: dict[str, str], cwd: Path = ROOT):
+        self.log = log
+        self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, *, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        """Ask the whole process group to stop; kill it if it has not by the deadline."""
+        if self.alive():
+            try:
+                os.killpg(self.popen.pid, sig)
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(10)
+            except ProcessLookupError:
+                pass
+        try:
+            # Children left behind in the group (a killed qcluster's workers).
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._log_file.close()
+
+
+def manage(*args: str, log: Path, env: dict[str, str]) -> Process:
+    return Process([sys.executable, "manage.py", *args], log=log, env=env)
+
+
+def start_qcluster(tmp_path: Path, **env: str) -> Process:
+    """Start a real ``qcluster`` on the test database; stop it with ``.stop()``."""
+    cluster = manage(
+        "qcluster", log=tmp_path / "qcluster.log", env=process_env(DATABASE_URL=database_url(), **env)
+    )
+    wait_for(
+        lambda: "ready for work" in cluster.output() or not cluster.alive(),
+        timeout=60,
+        what="qcluster to start",
+    )
+    assert cluster.alive(), cluster.output()
+    return cluster
+
+
+def run_queued_jobs() -> int:
+    """Run every job waiting on the ORM broker in this process, as a worker would."""
+    broker = get_broker()
+    ran = 0
+    while tasks := broker.dequeue():
+        for ack_id, payload in tasks:
+            task = SignedPackage.loads(payload)
+            import_string(task["func"])(*task["args"], **task["kwargs"])
+            broker.acknowledge(ack_id)
+            ran += 1
+    return ran
+
+
+_speech_cache: dict[tuple[str, str], bytes] = {}
+
+
+def speak(text: str, *, fmt: str = "wav", workdir: Path) -> bytes:
+    """Return ``text`` spoken by espeak-ng, as wav or converted by ffmpeg (webm is opus)."""
+    key = (text, fmt)
+    if key not in _speech_cache:
+        name = hashlib.sha1(text.encode()).hexdigest()[:12]
+        wav = workdir / f"{name}.wav"
+        subprocess.run(["espeak-ng", "-s", "150", "-w", str(wav), text], check=True)
+        if fmt == "wav":
+            out = wav
+        else:
+            out = workdir / f"{name}.{fmt}"
+            codec = {"webm": ["-c:a", "libopus"], "ogg": ["-c:a", "libopus"]}.get(fmt, [])
+            subprocess.run(
+                ["ffmpeg", "-loglevel", "error", "-y", "-i", str(wav), *codec, str(out)], check=True
+            )
+        _speech_cache[key] = out.read_bytes()
+    return _speech_cache[key]
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Return the word-level edit distance divided by the reference's length."""
+    ref, hyp = words(reference), words(hypothesis)
+    previous = list(range(len(hyp) + 1))
+    for i, ref_word in enumerate(ref, start=1):
+        current = [i]
+        for j, hyp_word in enumerate(hyp, start=1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_word != hyp_word))
+            )
+        previous = current
+    return previous[-1] / len(ref)

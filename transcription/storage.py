@@ -1,0 +1,139 @@
+"""Answer audio in MongoDB GridFS: the only place audio is kept, and only until it is transcribed."""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import BinaryIO
+
+import gridfs
+from bson import ObjectId
+from bson.errors import InvalidId
+from django.conf import settings
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+BUCKET = "fs"
+CHUNK_SIZE = 1024 * 1024  # fewer, larger chunks: each chunk is one insert
+
+_clients: dict[tuple[int, str], MongoClient] = {}
+
+
+class StorageUnavailable(Exception):
+    """MongoDB could not be reached or refused the operation."""
+
+
+class AudioNotFound(Exception):
+    """No audio is stored under that id (deleted, expired, or never stored)."""
+
+
+def get_database():
+    """Return the audio database, with a client made in (and only used by) this process."""
+    # pymongo clients must not cross a fork: gunicorn and qcluster both fork workers.
+    key = (os.getpid(), settings.MONGODB_URI)
+    client = _clients.get(key)
+    if client is None:
+        client = MongoClient(
+            settings.MONGODB_URI,
+            serverSelectionTimeoutMS=settings.MONGODB_TIMEOUT_MS,
+            connectTimeoutMS=settings.MONGODB_TIMEOUT_MS,
+            tz_aware=True,
+        )
+        _clients[key] = client
+    return client[settings.MONGODB_DB]
+
+
+def _bucket() -> gridfs.GridFSBucket:
+    return gridfs.GridFSBucket(get_database(), bucket_name=BUCKET, chunk_size_bytes=CHUNK_SIZE)
+
+
+@contextmanager
+def _mongo() -> Iterator[None]:
+    try:
+        yield
+    except PyMongoError as exc:
+        raise StorageUnavailable(f"MongoDB is unavailable: {exc}") from exc
+
+
+def _object_id(file_id: str) -> ObjectId:
+    try:
+        return ObjectId(file_id)
+    except (InvalidId, TypeError):
+        raise AudioNotFound(file_id) from None
+
+
+def store_audio(
+    source: BinaryIO | bytes,
+    *,
+    session_id: int,
+    question_id: int,
+    user_id: int,
+    content_type: str,
+) -> str:
+    """Store one answer's audio and return its GridFS id."""
+    metadata = {
+        "session_id": session_id,
+        "question_id": question_id,
+        "user_id": user_id,
+        "upload_date": datetime.now(UTC),
+        "status": "queued",
+        "content_type": content_type,
+    }
+    # The name is ours, never the uploaded file's name.
+    filename = f"session-{session_id}-question-{question_id}"
+    with _mongo():
+        return str(_bucket().upload_from_stream(filename, source, metadata=metadata))
+
+
+def get_audio(file_id: str) -> bytes:
+    """Return the stored audio bytes."""
+    with _mongo():
+        try:
+            return _bucket().open_download_stream(_object_id(file_id)).read()
+        except gridfs.errors.NoFile:
+            raise AudioNotFound(file_id) from None
+
+
+def audio_exists(file_id: str) -> bool:
+    try:
+        oid = _object_id(file_id)
+    except AudioNotFound:
+        return False
+    with _mongo():
+        return get_database()[f"{BUCKET}.files"].count_documents({"_id": oid}, limit=1) == 1
+
+
+def set_audio_status(file_id: str, status: str) -> None:
+    """Record the answer's transcription status on the stored file, for operators."""
+    with _mongo():
+        get_database()[f"{BUCKET}.files"].update_one(
+            {"_id": _object_id(file_id)}, {"$set": {"metadata.status": status}}
+        )
+
+
+def delete_audio(file_id: str) -> bool:
+    """Delete the audio (file and chunks); return False if it was already gone."""
+    oid = _object_id(file_id)
+    with _mongo():
+        try:
+            _bucket().delete(oid)
+        except gridfs.errors.NoFile:
+            # delete() removes orphan chunks before it finds no files document.
+            return False
+    return True
+
+
+def cleanup_old_audio(*, hours: float = 24, keep: frozenset[str] = frozenset()) -> list[str]:
+    """Delete audio uploaded more than ``hours`` ago, except the ids in ``keep``."""
+    cutoff = datetime.now(UTC) - timedelta(hours=hours)
+    with _mongo():
+        files = get_database()[f"{BUCKET}.files"]
+        old_ids = [
+            str(doc["_id"])
+            for doc in files.find({"metadata.upload_date": {"$lt": cutoff}}, {"_id": 1})
+        ]
+    deleted = []
+    for file_id in old_ids:
+        if file_id not in keep and delete_audio(file_id):
+            deleted.append(file_id)
+    return deleted

@@ -1,0 +1,135 @@
+"""Django-Q jobs: each takes an answer id, reads fresh state, and is safe to run twice."""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from sessions_app.models import Answer
+from sessions_app.scoring import ScoringError
+from sessions_app.services import answer_score
+
+from . import storage
+from .backends import TranscriptionError, get_transcriber
+
+logger = logging.getLogger(__name__)
+
+
+def transcribe_answer(answer_id: int) -> str:
+    """Transcribe one answer's audio, save the transcript, delete the audio, score the answer."""
+    answer = _claim(answer_id)
+    if answer is None:
+        # Another delivery has it, or it is done: finish a deletion that a crash interrupted.
+        if Answer.objects.filter(
+            pk=answer_id, transcription_status=Answer.Status.COMPLETED, gridfs_file_id__isnull=False
+        ).exists():
+            _delete_audio(Answer.objects.get(pk=answer_id))
+        return "not claimed"
+
+    file_id = answer.gridfs_file_id
+    logger.info(
+        "Starting transcription: session=%s, question=%s, answer=%s, attempt=%s",
+        answer.session_id,
+        answer.question_id,
+        answer.pk,
+        answer.attempts,
+    )
+    try:
+        storage.set_audio_status(file_id, Answer.Status.PROCESSING)
+        audio = storage.get_audio(file_id)
+        transcript = get_transcriber().transcribe(
+            audio,
+            language=answer.session.language or None,
+            content_type=answer.content_type or "application/octet-stream",
+            filename=f"answer-{answer.pk}",
+        )
+    except storage.AudioNotFound:
+        return _fail(answer, file_id, "The audio is no longer stored; record the answer again.")
+    except storage.StorageUnavailable as exc:
+        return _fail(answer, file_id, f"Could not read the audio: {exc}")
+    except TranscriptionError as exc:
+        return _fail(answer, file_id, str(exc))
+    except Exception as exc:
+        logger.exception("Transcription crashed: answer=%s", answer.pk)
+        return _fail(answer, file_id, f"Transcription failed unexpectedly: {exc!r}")
+
+    saved = Answer.objects.filter(
+        pk=answer.pk, transcription_status=Answer.Status.PROCESSING, gridfs_file_id=file_id
+    ).update(
+        transcription_status=Answer.Status.COMPLETED,
+        transcript=transcript.text,
+        language=transcript.language,
+        transcribed_at=timezone.now(),
+        transcription_error="",
+    )
+    if not saved:
+        logger.info("Transcription discarded: answer=%s was re-recorded meanwhile", answer.pk)
+        return "superseded"
+    logger.info(
+        "Transcription completed: session=%s, question=%s, answer=%s, language=%s, words=%s",
+        answer.session_id,
+        answer.question_id,
+        answer.pk,
+        transcript.language,
+        len(transcript.text.split()),
+    )
+    answer.refresh_from_db()
+    _delete_audio(answer)
+    try:
+        answer_score(answer=answer)
+    except ScoringError as exc:
+        # The transcript is safe; analyze scores whatever is left unscored.
+        logger.warning("Scoring failed, analyze will retry: answer=%s: %s", answer.pk, exc)
+    return "completed"
+
+
+def _claim(answer_id: int) -> Answer | None:
+    """Move the answer from queued to processing in one update; None if another run has it."""
+    now = timezone.now()
+    # A claim older than the queue's timeout belongs to a worker that was killed.
+    abandoned = now - timedelta(seconds=settings.Q_CLUSTER["timeout"])
+    claimed = (
+        Answer.objects.filter(pk=answer_id)
+        .filter(
+            Q(transcription_status=Answer.Status.QUEUED)
+            | Q(transcription_status=Answer.Status.PROCESSING, processing_started_at__lt=abandoned)
+        )
+        .update(
+            transcription_status=Answer.Status.PROCESSING,
+            processing_started_at=now,
+            attempts=F("attempts") + 1,
+        )
+    )
+    if not claimed:
+        return None
+    return Answer.objects.select_related("session").get(pk=answer_id)
+
+
+def _fail(answer: Answer, file_id: str, error: str) -> str:
+    """Record why the transcription failed; the audio stays for a manual re-queue."""
+    Answer.objects.filter(
+        pk=answer.pk, transcription_status=Answer.Status.PROCESSING, gridfs_file_id=file_id
+    ).update(transcription_status=Answer.Status.FAILED, transcription_error=error)
+    logger.warning(
+        "Transcription failed: session=%s, question=%s, answer=%s: %s",
+        answer.session_id,
+        answer.question_id,
+        answer.pk,
+        error,
+    )
+    return "failed"
+
+
+def _delete_audio(answer: Answer) -> None:
+    """Delete the audio of a completed answer; its transcript is already committed."""
+    file_id = answer.gridfs_file_id
+    storage.delete_audio(file_id)
+    Answer.objects.filter(pk=answer.pk, gridfs_file_id=file_id).update(gridfs_file_id=None)
+    logger.info(
+        "Audio deleted from GridFS after transcription: session=%s, question=%s, file=%s",
+        answer.session_id,
+        answer.question_id,
+        file_id,
+    )
