@@ -1,8 +1,8 @@
 import os
-import sys
 
 import pytest
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from model_bakery import baker
 from pymongo import MongoClient
 from rest_framework.authtoken.models import Token
@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from sessions_app.services import question_bank_load, session_create
 from tests.engines import ScriptedTranscriber
-from tests.support import ROOT, Process, free_port, process_env, speak, wait_for
+from tests.support import free_port, manage, process_env, speak, wait_for
 from transcription import storage
 
 TEST_MONGODB_DB = "interview_practice_test"
@@ -24,12 +24,12 @@ def mongo_uri(tmp_path_factory):
     if not uri:
         port = free_port()
         folder = tmp_path_factory.mktemp("embedded-mongo")
-        server = Process(
-            [sys.executable, "manage.py", "embedded_mongo", "--port", str(port)]
-            + ["--path", str(folder / "mongo.sqlite3")],
+        server = manage(
+            "embedded_mongo",
+            f"--port={port}",
+            f"--path={folder / 'mongo.sqlite3'}",
             log=folder / "server.log",
             env=process_env(),
-            cwd=ROOT,
         )
         uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
     # Child processes (qcluster, gunicorn) inherit these.
@@ -114,8 +114,6 @@ def upload(api_client, django_capture_on_commit_callbacks):
     """POST audio to the upload endpoint, running its on-commit hooks as a real commit would."""
 
     def post(session_id, question_id, audio: bytes, *, name="answer.wav", content_type="audio/wav"):
-        from django.core.files.uploadedfile import SimpleUploadedFile
-
         with django_capture_on_commit_callbacks(execute=True):
             return api_client.post(
                 f"/api/upload-answer/{session_id}/{question_id}",

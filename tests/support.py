@@ -53,8 +53,17 @@ def process_env(**overrides: str) -> dict[str, str]:
 class Process:
     """A child process in its own process group, with its output in a log file."""
 
-    def __init__(self, args: list[str], *, log: Path, env: dict[str, str], cwd: Path = ROOT):
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        log: Path,
+        env: dict[str, str],
+        cwd: Path = ROOT,
+        stop_timeout: float = 20,
+    ):
         self.log = log
+        self.stop_timeout = stop_timeout
         self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
             args,
@@ -71,12 +80,12 @@ class Process:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def stop(self, *, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+    def stop(self, *, sig: int = signal.SIGTERM) -> None:
         """Ask the whole process group to stop; kill it if it has not by the deadline."""
         if self.alive():
             try:
                 os.killpg(self.popen.pid, sig)
-                self.popen.wait(timeout)
+                self.popen.wait(self.stop_timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(10)
@@ -90,14 +99,18 @@ class Process:
         self._log_file.close()
 
 
-def manage(*args: str, log: Path, env: dict[str, str]) -> Process:
-    return Process([sys.executable, "manage.py", *args], log=log, env=env)
+def manage(*args: str, **options) -> Process:
+    return Process([sys.executable, "manage.py", *args], **options)
 
 
 def start_qcluster(tmp_path: Path, **env: str) -> Process:
     """Start a real ``qcluster`` on the test database; stop it with ``.stop()``."""
     cluster = manage(
-        "qcluster", log=tmp_path / "qcluster.log", env=process_env(DATABASE_URL=database_url(), **env)
+        "qcluster",
+        log=tmp_path / "qcluster.log",
+        env=process_env(DATABASE_URL=database_url(), **env),
+        # qcluster can take long to wind down on SIGTERM, and the tests need no graceful stop.
+        stop_timeout=5,
     )
     wait_for(
         lambda: "ready for work" in cluster.output() or not cluster.alive(),

@@ -1,0 +1,43 @@
+# The front door: `make run` serves the product, `make test` runs every test.
+SHELL := /bin/bash
+
+# Python 3.13: on PATH, or pyenv's install when pyenv has not activated it.
+PYTHON ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python3.13; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo $$p; break; }; done)
+VENV ?= .venv
+BIN := $(VENV)/bin
+WEB_PORT ?= 8000
+MONGO_PORT ?= 27018
+
+# Local development and tests run with DEBUG on; production settings need DJANGO_SECRET_KEY.
+export DJANGO_DEBUG ?= 1
+
+.PHONY: install setup run test lint
+
+$(BIN)/.installed: requirements.txt requirements-local.txt requirements-dev.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.13 is needed (python3.13 on PATH or under pyenv)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+setup: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py load_question_bank
+	$(BIN)/python manage.py demo_user
+
+run: export MONGODB_URI ?= mongodb://127.0.0.1:$(MONGO_PORT)/?directConnection=true
+run: export WEB_PORT := $(WEB_PORT)
+run: setup
+	@echo "Starting the embedded MongoDB, qcluster and gunicorn; Ctrl-C stops them all."
+	@echo "Serving on http://127.0.0.1:$(WEB_PORT)/ (API under /api/, admin under /admin/)"
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho --procfile Procfile.dev start
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
