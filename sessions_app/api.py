@@ -76,7 +76,7 @@ def get_own_session(request, session_id: int) -> InterviewSession:
 
 class SessionListCreateApi(APIView):
     def get(self, request):
-        sessions = InterviewSession.objects.owned_by(request.user).prefetch_related("questions")
+        sessions = InterviewSession.objects.owned_by(request.user)
         return Response(SessionSerializer(sessions, many=True).data)
 
     def post(self, request):
