@@ -69,6 +69,9 @@ class SessionQuestion(models.Model):
             models.UniqueConstraint(fields=["session", "question"], name="unique_session_question"),
         ]
 
+    def __str__(self):
+        return f"Question {self.position} of session {self.session_id}"
+
 
 class AnswerQuerySet(models.QuerySet):
     def pending(self):
@@ -89,7 +92,8 @@ class Answer(models.Model):
 
     session = models.ForeignKey(InterviewSession, on_delete=models.CASCADE, related_name="answers")
     question = models.ForeignKey(Question, on_delete=models.PROTECT, related_name="answers")
-    gridfs_file_id = models.CharField(max_length=24, null=True, blank=True)
+    # NULL, not "", once the audio is deleted: the design's "null once transcribed".
+    gridfs_file_id = models.CharField(max_length=24, null=True, blank=True)  # noqa: DJ001
     content_type = models.CharField(max_length=100, blank=True)
     transcription_status = models.CharField(
         max_length=20, choices=Status, default=Status.QUEUED, db_index=True
@@ -118,9 +122,9 @@ class Answer(models.Model):
             ),
         ]
 
+    def __str__(self):
+        return f"Answer to question {self.question_id} in session {self.session_id}"
+
     @property
     def is_pending(self) -> bool:
         return self.transcription_status in (self.Status.QUEUED, self.Status.PROCESSING)
-
-    def __str__(self):
-        return f"Answer to question {self.question_id} in session {self.session_id}"

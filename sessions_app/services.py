@@ -175,4 +175,3 @@ def session_analyze(*, session: InterviewSession) -> Analysis:
         status=InterviewSession.Status.ANALYZED, final_score=final_score, analyzed_at=timezone.now()
     )
     return Analysis(pending_count=0, processing_count=0, answers=answers, final_score=final_score)
-

@@ -1,5 +1,6 @@
 """Helpers the tests share: real processes, speech, the queue, waiting on a condition."""
 
+import contextlib
 import hashlib
 import os
 import re
@@ -13,7 +14,10 @@ from pathlib import Path
 from django.db import connection
 from django.utils.module_loading import import_string
 from django_q.brokers import get_broker
+from django_q.models import OrmQ
 from django_q.signing import SignedPackage
+
+from sessions_app.models import Answer, InterviewSession
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,11 +95,9 @@ class Process:
                 self.popen.wait(10)
             except ProcessLookupError:
                 pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             # Children left behind in the group (a killed qcluster's workers).
             os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self._log_file.close()
 
 
@@ -119,6 +121,21 @@ def start_qcluster(tmp_path: Path, **env: str) -> Process:
     )
     assert cluster.alive(), cluster.output()
     return cluster
+
+
+def stored_state(gridfs) -> dict:
+    """Return everything a refused request must leave as it was: rows, audio, queued jobs."""
+    return {
+        "answers": list(
+            Answer.objects.values_list(
+                "pk", "question_id", "gridfs_file_id", "transcription_status", "attempts"
+            )
+        ),
+        "sessions": list(InterviewSession.objects.values_list("pk", "status", "final_score")),
+        "files": gridfs["fs.files"].count_documents({}),
+        "chunks": gridfs["fs.chunks"].count_documents({}),
+        "jobs": OrmQ.objects.count(),
+    }
 
 
 def run_queued_jobs() -> int:

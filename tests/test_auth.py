@@ -2,12 +2,11 @@
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django_q.models import OrmQ
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from sessions_app.models import Answer, InterviewSession
 from sessions_app.services import session_create
+from tests.support import stored_state
 
 pytestmark = pytest.mark.django_db
 
@@ -32,19 +31,6 @@ def call(client, method: str, url: str, audio: bytes):
         recording = SimpleUploadedFile("answer.wav", audio, content_type="audio/wav")
         return client.post(url, {"audio": recording}, format="multipart")
     return client.get(url)
-
-
-def stored_state(gridfs):
-    """Return everything a refused request must leave as it was."""
-    return {
-        "answers": list(
-            Answer.objects.values_list("pk", "gridfs_file_id", "transcription_status", "attempts")
-        ),
-        "sessions": list(InterviewSession.objects.values_list("pk", "status", "final_score")),
-        "files": gridfs["fs.files"].count_documents({}),
-        "chunks": gridfs["fs.chunks"].count_documents({}),
-        "jobs": OrmQ.objects.count(),
-    }
 
 
 @pytest.fixture

@@ -65,9 +65,10 @@ def test_make_run_on_a_fresh_clone_serves_the_api(tmp_path, spoken):
         )
         assert uploaded.status_code == 202
         analysis = wait_for(
-            lambda: (r := http.post(f"{base}/api/analyze/{session_id}", timeout=30)).status_code
-            == 200
-            and r.json(),
+            lambda: (
+                (r := http.post(f"{base}/api/analyze/{session_id}", timeout=30)).status_code == 200
+                and r.json()
+            ),
             timeout=180,
             what="the transcript and the score",
         )

@@ -124,7 +124,9 @@ def test_reupload_while_transcribing_discards_the_stale_transcript(
     new_audio = scripted_engine.say(spoken("the new take"), "the new take")
 
     def rerecord_midway(audio):
-        answer_submit(session=interview, question=question, audio=new_audio, content_type="audio/wav")
+        answer_submit(
+            session=interview, question=question, audio=new_audio, content_type="audio/wav"
+        )
         return "the old take"
 
     old_audio = scripted_engine.say(spoken("the old take"), rerecord_midway)

@@ -11,24 +11,10 @@ from django_q.models import OrmQ
 
 from sessions_app.models import Answer, InterviewSession, Question
 from sessions_app.services import session_create
-from tests.support import run_queued_jobs
+from tests.support import run_queued_jobs, stored_state
 from transcription.backends import TranscriptionError
 
 pytestmark = pytest.mark.django_db
-
-
-def stored_state(gridfs):
-    """Return everything a refused upload must leave as it was."""
-    return {
-        "answers": list(
-            Answer.objects.values_list(
-                "pk", "question_id", "gridfs_file_id", "transcription_status"
-            )
-        ),
-        "files": gridfs["fs.files"].count_documents({}),
-        "chunks": gridfs["fs.chunks"].count_documents({}),
-        "jobs": OrmQ.objects.count(),
-    }
 
 
 def session_status(api_client, session):

@@ -1,4 +1,4 @@
-"""Answer audio in MongoDB GridFS: the only place audio is kept, and only until it is transcribed."""
+"""Answer audio in MongoDB GridFS: the only place audio is kept, and only until transcribed."""
 
 import os
 from collections.abc import Iterator

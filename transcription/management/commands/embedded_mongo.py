@@ -7,7 +7,9 @@ from pymongo.uri_parser import parse_uri
 
 
 class Command(BaseCommand):
-    help = "Run the embedded MongoDB wire-protocol server (mongoeco, SQLite engine) in the foreground."
+    help = (
+        "Run the embedded MongoDB wire-protocol server (mongoeco, SQLite engine) in the foreground."
+    )
 
     def add_arguments(self, parser):
         host, port = parse_uri(settings.MONGODB_URI)["nodelist"][0]
@@ -22,7 +24,9 @@ class Command(BaseCommand):
             from mongoeco.engines import SQLiteEngine
             from mongoeco.wire.proxy import AsyncMongoEcoProxyServer
         except ImportError as exc:
-            raise CommandError(f"mongoeco is not installed ({exc}): install requirements-local.txt")
+            raise CommandError(
+                f"mongoeco is not installed ({exc}): install requirements-local.txt"
+            ) from exc
         asyncio.run(self._serve(AsyncMongoEcoProxyServer, SQLiteEngine(path), host, port, path))
 
     async def _serve(self, server_class, engine, host, port, path):
