@@ -25,7 +25,9 @@ install: $(BIN)/.installed
 
 setup: install
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py createcachetable
 	$(BIN)/python manage.py load_question_bank
+	$(BIN)/python manage.py setup_schedules
 	$(BIN)/python manage.py demo_user
 
 run: export MONGODB_URI ?= mongodb://127.0.0.1:$(MONGO_PORT)/?directConnection=true

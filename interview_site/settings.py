@@ -129,12 +129,24 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # one per test run, so that two runs side by side do not share it.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 
+# --- Cache ----------------------------------------------------------------
+
+# Shared by every process (web workers and qcluster): qcluster publishes its status here.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "django_cache",
+    }
+}
+
 # --- Audio storage (MongoDB GridFS) ---------------------------------------
 
 EMBEDDED_MONGODB_URI = "mongodb://127.0.0.1:27018/?directConnection=true"
 MONGODB_URI = os.environ.get("MONGODB_URI") or EMBEDDED_MONGODB_URI
 MONGODB_DB = os.environ.get("MONGODB_DB") or "interview_practice"
 MONGODB_TIMEOUT_MS = env_int("MONGODB_TIMEOUT_MS", 5000)
+# Audio of answers that are not being transcribed is deleted after this many hours.
+AUDIO_RETENTION_HOURS = env_int("AUDIO_RETENTION_HOURS", 24)
 EMBEDDED_MONGODB_PATH = Path(os.environ.get("EMBEDDED_MONGODB_PATH") or VAR_DIR / "mongo.sqlite3")
 
 # --- Transcription and scoring --------------------------------------------
@@ -169,6 +181,9 @@ Q_CLUSTER = {
     "poll": 0.2,
     "save_limit": 1000,
 }
+# A processing claim older than timeout + margin belongs to a lost worker: re-queued by the
+# stuck-job recovery until max_attempts, then failed.
+STUCK_TRANSCRIPTION_MARGIN_SECONDS = env_int("STUCK_TRANSCRIPTION_MARGIN_SECONDS", 60)
 if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
     raise ImproperlyConfigured("Q_CLUSTER retry must exceed timeout")
 

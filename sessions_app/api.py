@@ -11,6 +11,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from transcription.storage import StorageUnavailable
 
 from . import services
+from .health import health_check
 from .models import Answer, InterviewSession
 from .scoring import ScoringError
 from .serializers import (
@@ -181,3 +182,15 @@ class SessionAnalyzeApi(APIView):
                 "answers": AnswerResultSerializer(analysis.answers, many=True).data,
             }
         )
+
+
+class HealthApi(APIView):
+    """Report whether the database, MongoDB and the queue workers are reachable; no private data."""
+
+    authentication_classes = []
+    permission_classes = []
+
+    def get(self, request):
+        report = health_check()
+        healthy = report["database"] == "ok" and report["mongodb"] == "ok"
+        return Response(report, status=200 if healthy else 503)

@@ -1,6 +1,9 @@
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Question(models.Model):
@@ -73,11 +76,25 @@ class SessionQuestion(models.Model):
         return f"Question {self.position} of session {self.session_id}"
 
 
+def stuck_before():
+    """Return the time before which a processing claim means its worker is gone."""
+    # django-q kills a job after its timeout; the margin covers clock skew and slow commits.
+    return timezone.now() - timedelta(
+        seconds=settings.Q_CLUSTER["timeout"] + settings.STUCK_TRANSCRIPTION_MARGIN_SECONDS
+    )
+
+
 class AnswerQuerySet(models.QuerySet):
     def pending(self):
         """Return the answers still waiting for a transcript."""
         return self.filter(
             transcription_status__in=[Answer.Status.QUEUED, Answer.Status.PROCESSING]
+        )
+
+    def stuck(self):
+        """Return the answers whose transcription worker was lost."""
+        return self.filter(
+            transcription_status=Answer.Status.PROCESSING, processing_started_at__lt=stuck_before()
         )
 
 
@@ -124,6 +141,15 @@ class Answer(models.Model):
 
     def __str__(self):
         return f"Answer to question {self.question_id} in session {self.session_id}"
+
+    @property
+    def is_stuck(self) -> bool:
+        """Processing for longer than any live worker could: its worker was lost."""
+        return (
+            self.transcription_status == self.Status.PROCESSING
+            and self.processing_started_at is not None
+            and self.processing_started_at < stuck_before()
+        )
 
     @property
     def is_pending(self) -> bool:

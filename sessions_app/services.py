@@ -114,11 +114,46 @@ def _answer_record(*, session, question, file_id: str, content_type: str):
     return answer, replaced_file_id
 
 
+def transcription_task_name(answer_id: int) -> str:
+    return f"transcribe-answer-{answer_id}"
+
+
 def transcription_enqueue(*, answer_id: int) -> str:
     """Put the answer's transcription job on the queue."""
     return async_task(
-        TRANSCRIBE_JOB, answer_id, task_name=f"transcribe-answer-{answer_id}", group="transcription"
+        TRANSCRIBE_JOB,
+        answer_id,
+        task_name=transcription_task_name(answer_id),
+        group="transcription",
     )
+
+
+class RequeueRefused(Exception):
+    """The answer cannot be transcribed again; the message says why."""
+
+
+def transcription_requeue(*, answer: Answer) -> Answer:
+    """Put a failed or stuck answer back in the queue, if its audio is still stored."""
+    if not (answer.transcription_status == Answer.Status.FAILED or answer.is_stuck):
+        raise RequeueRefused(f"it is {answer.transcription_status}, not failed or stuck")
+    if not answer.gridfs_file_id or not storage.audio_exists(answer.gridfs_file_id):
+        raise RequeueRefused("its audio is no longer stored; the candidate must record it again")
+    with transaction.atomic():
+        requeued = Answer.objects.filter(
+            pk=answer.pk,
+            transcription_status=answer.transcription_status,
+            gridfs_file_id=answer.gridfs_file_id,
+        ).update(
+            transcription_status=Answer.Status.QUEUED,
+            transcription_error="",
+            processing_started_at=None,
+            attempts=0,
+        )
+        if not requeued:
+            raise RequeueRefused("it changed meanwhile")
+        transaction.on_commit(partial(transcription_enqueue, answer_id=answer.pk))
+    answer.refresh_from_db()
+    return answer
 
 
 def answer_score(*, answer: Answer) -> Answer:

@@ -8,6 +8,7 @@ SESSION, QUESTION = ID.format("session_id"), ID.format("question_id")
 
 urlpatterns = [
     path("auth/token/", obtain_auth_token, name="api-token"),
+    re_path(r"^health/?$", api.HealthApi.as_view(), name="health"),
     re_path(r"^sessions/?$", api.SessionListCreateApi.as_view(), name="sessions"),
     re_path(rf"^sessions/{SESSION}/?$", api.SessionDetailApi.as_view(), name="session-detail"),
     re_path(

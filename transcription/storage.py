@@ -3,7 +3,7 @@
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 import gridfs
@@ -43,12 +43,19 @@ def get_database():
     return client[settings.MONGODB_DB]
 
 
+def ping() -> None:
+    """Raise StorageUnavailable unless MongoDB answers."""
+    with mongo_errors():
+        get_database().command("ping")
+
+
 def _bucket() -> gridfs.GridFSBucket:
     return gridfs.GridFSBucket(get_database(), bucket_name=BUCKET, chunk_size_bytes=CHUNK_SIZE)
 
 
 @contextmanager
-def _mongo() -> Iterator[None]:
+def mongo_errors() -> Iterator[None]:
+    """Turn any pymongo failure into StorageUnavailable."""
     try:
         yield
     except PyMongoError as exc:
@@ -81,13 +88,13 @@ def store_audio(
     }
     # The name is ours, never the uploaded file's name.
     filename = f"session-{session_id}-question-{question_id}"
-    with _mongo():
+    with mongo_errors():
         return str(_bucket().upload_from_stream(filename, source, metadata=metadata))
 
 
 def get_audio(file_id: str) -> bytes:
     """Return the stored audio bytes."""
-    with _mongo():
+    with mongo_errors():
         try:
             return _bucket().open_download_stream(_object_id(file_id)).read()
         except gridfs.errors.NoFile:
@@ -99,13 +106,13 @@ def audio_exists(file_id: str) -> bool:
         oid = _object_id(file_id)
     except AudioNotFound:
         return False
-    with _mongo():
+    with mongo_errors():
         return get_database()[f"{BUCKET}.files"].count_documents({"_id": oid}, limit=1) == 1
 
 
 def set_audio_status(file_id: str, status: str) -> None:
     """Record the answer's transcription status on the stored file, for operators."""
-    with _mongo():
+    with mongo_errors():
         get_database()[f"{BUCKET}.files"].update_one(
             {"_id": _object_id(file_id)}, {"$set": {"metadata.status": status}}
         )
@@ -114,26 +121,10 @@ def set_audio_status(file_id: str, status: str) -> None:
 def delete_audio(file_id: str) -> bool:
     """Delete the audio (file and chunks); return False if it was already gone."""
     oid = _object_id(file_id)
-    with _mongo():
+    with mongo_errors():
         try:
             _bucket().delete(oid)
         except gridfs.errors.NoFile:
             # delete() removes orphan chunks before it finds no files document.
             return False
     return True
-
-
-def cleanup_old_audio(*, hours: float = 24, keep: frozenset[str] = frozenset()) -> list[str]:
-    """Delete audio uploaded more than ``hours`` ago, except the ids in ``keep``."""
-    cutoff = datetime.now(UTC) - timedelta(hours=hours)
-    with _mongo():
-        files = get_database()[f"{BUCKET}.files"]
-        old_ids = [
-            str(doc["_id"])
-            for doc in files.find({"metadata.upload_date": {"$lt": cutoff}}, {"_id": 1})
-        ]
-    deleted = []
-    for file_id in old_ids:
-        if file_id not in keep and delete_audio(file_id):
-            deleted.append(file_id)
-    return deleted

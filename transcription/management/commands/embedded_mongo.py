@@ -7,6 +7,8 @@ from pymongo.uri_parser import parse_uri
 
 
 class Command(BaseCommand):
+    # A database server of its own: it needs none of the project's URLs, models or checks.
+    requires_system_checks = []
     help = (
         "Run the embedded MongoDB wire-protocol server (mongoeco, SQLite engine) in the foreground."
     )

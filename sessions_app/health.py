@@ -1,0 +1,41 @@
+"""What the health endpoint reports: each dependency checked for real, nothing private."""
+
+from django.db import connection
+from django.db.models import Count
+from django_q.models import OrmQ
+from django_q.status import Stat
+
+from transcription import storage
+
+from .models import Answer
+
+
+def health_check() -> dict:
+    """Return the state of the database, MongoDB, the answer queue and the qcluster."""
+    report = {"database": "ok", "mongodb": "ok", "queue": None, "cluster": None}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        counts = dict(
+            Answer.objects.values_list("transcription_status").annotate(n=Count("id")).order_by()
+        )
+        report["queue"] = {
+            status: counts.get(status, 0)
+            for status in (Answer.Status.QUEUED, Answer.Status.PROCESSING, Answer.Status.FAILED)
+        } | {"jobs_waiting": OrmQ.objects.count()}
+    except Exception as exc:
+        report["database"] = f"unavailable: {type(exc).__name__}"
+    try:
+        storage.ping()
+    except storage.StorageUnavailable:
+        report["mongodb"] = "unavailable"
+    try:
+        # Clusters publish their status in the shared cache every few seconds.
+        clusters = Stat.get_all()
+        report["cluster"] = {
+            "running": len(clusters),
+            "workers": sum(len(cluster.workers) for cluster in clusters),
+        }
+    except Exception as exc:
+        report["cluster"] = f"unknown: {type(exc).__name__}"
+    return report
