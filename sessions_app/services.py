@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from django_q.tasks import async_task
 
 from transcription import storage
@@ -81,6 +83,10 @@ def answer_submit(*, session: InterviewSession, question: Question, audio, conte
     if replaced_file_id:
         # The earlier recording is no longer referenced by any answer.
         storage.delete_audio(replaced_file_id)
+    if settings.TRANSCRIBE_IN_REQUEST:
+        # The old synchronous behaviour, kept only as the benchmark's baseline.
+        import_string(TRANSCRIBE_JOB)(answer.pk)
+        answer.refresh_from_db()
     return answer
 
 
@@ -110,7 +116,8 @@ def _answer_record(*, session, question, file_id: str, content_type: str):
         InterviewSession.objects.filter(pk=session.pk).update(
             status=InterviewSession.Status.IN_PROGRESS, final_score=None, analyzed_at=None
         )
-    transaction.on_commit(partial(transcription_enqueue, answer_id=answer.pk))
+    if not settings.TRANSCRIBE_IN_REQUEST:
+        transaction.on_commit(partial(transcription_enqueue, answer_id=answer.pk))
     return answer, replaced_file_id
 
 

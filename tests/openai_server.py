@@ -128,6 +128,7 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._counts: collections.Counter[str] = collections.Counter()
+        self._successes: collections.Counter[tuple[str, str | None]] = collections.Counter()
         self._scripts: collections.deque[ScriptedResponse] = collections.deque()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -189,6 +190,7 @@ class FakeOpenAI:
         with self._lock:
             self._requests.clear()
             self._counts.clear()
+            self._successes.clear()
             self._scripts.clear()
 
     # --- Inspection -------------------------------------------------------
@@ -204,7 +206,19 @@ class FakeOpenAI:
         with self._lock:
             return self._counts.total() if path is None else self._counts[path]
 
+    def successes(self, path: str = TRANSCRIPTIONS) -> collections.Counter[str | None]:
+        """Return how many 200 answers each uploaded filename got on ``path``."""
+        with self._lock:
+            return collections.Counter(
+                {name: n for (where, name), n in self._successes.items() if where == path}
+            )
+
     # --- Used by the handler ----------------------------------------------
+
+    def _answered(self, request: RecordedRequest, status: int) -> None:
+        if status == 200:
+            with self._lock:
+                self._successes[(request.path, request.filename)] += 1
 
     def _record(self, request: RecordedRequest) -> ScriptedResponse | None:
         """Store the request and return the script that should answer it, if any."""
@@ -299,12 +313,13 @@ class _Handler(BaseHTTPRequestHandler):
         if delay > 0:
             time.sleep(delay)
         if scripted is not None:
-            self._send(scripted.status, scripted.body)
-            return
-        try:
-            status, response = self._answer(request)
-        except Exception as error:  # A test's callable failed: report it like an outage.
-            status, response = 500, error_body(f"Fake server error: {error!r}", "server_error")
+            status, response = scripted.status, scripted.body
+        else:
+            try:
+                status, response = self._answer(request)
+            except Exception as error:  # A test's callable failed: report it like an outage.
+                status, response = 500, error_body(f"Fake server error: {error!r}", "server_error")
+        fake._answered(request, status)
         self._send(status, response)
 
     # --- Request parsing --------------------------------------------------

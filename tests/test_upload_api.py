@@ -234,3 +234,20 @@ def test_bad_upload_is_refused_and_stores_nothing(
     assert (list(error["fields"]) if "fields" in error else None) == fields
     assert enqueued == []
     assert stored_state(gridfs) == before
+
+
+def test_baseline_mode_transcribes_inside_the_upload_request(
+    settings, interview, upload, gridfs, scripted_engine, spoken
+):
+    """The benchmark's "before": TRANSCRIBE_IN_REQUEST makes the candidate wait for Whisper."""
+    settings.TRANSCRIBE_IN_REQUEST = True
+    question = interview.ordered_questions()[0]
+    audio = scripted_engine.say(spoken("synchronous"), "synchronous")
+
+    response = upload(interview.pk, question.pk, audio)
+
+    assert response.status_code == 202
+    assert response.json()["transcription_status"] == "completed"
+    assert scripted_engine.calls
+    assert OrmQ.objects.count() == 0
+    assert gridfs["fs.files"].count_documents({}) == 0
