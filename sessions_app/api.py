@@ -5,6 +5,7 @@ from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -94,6 +95,9 @@ class SessionDetailApi(APIView):
 
 class AnswerUploadApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
+    # Per user, counted in the shared cache, so the limit holds across web processes.
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "uploads"
 
     def post(self, request, session_id, question_id):
         session = get_own_session(request, session_id)
