@@ -1,0 +1,237 @@
+"""The interview screen in a real browser: Debian's chromium driven by Playwright, hearing
+espeak-ng speech through a fake microphone, against the live server, a real qcluster with the
+local engine, and the embedded MongoDB."""
+
+import io
+import math
+import re
+import time
+import wave
+
+import pytest
+from django.contrib.auth import get_user_model
+from playwright.sync_api import expect, sync_playwright
+
+from sessions_app.models import InterviewSession
+from tests.support import ROOT, speak, start_qcluster, wait_for, word_error_rate
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-device-for-media-stream",
+]
+SAID = "I would measure before optimizing, read the query plan, add an index and use a cache."
+PASSWORD = "correct horse battery"
+SCREENSHOT = ROOT / "var" / "screenshots" / "results.png"
+QUESTION_COUNT = 3
+
+
+@pytest.fixture(scope="module")
+def microphone_wav(tmp_path_factory):
+    """Return a wav of SAID followed by two seconds of silence, and the speech's length."""
+    folder = tmp_path_factory.mktemp("microphone")
+    with wave.open(io.BytesIO(speak(SAID, workdir=folder))) as speech:
+        params = speech.getparams()
+        frames = speech.readframes(speech.getnframes())
+    bytes_per_second = params.sampwidth * params.nchannels * params.framerate
+    path = folder / "answer.wav"
+    # Chromium plays the file in a loop: the silence keeps the next round out of a recording.
+    with wave.open(str(path), "wb") as padded:
+        padded.setparams(params)
+        padded.writeframes(frames + bytes(2 * bytes_per_second))
+    return path, len(frames) / bytes_per_second
+
+
+@pytest.fixture
+def chromium(microphone_wav, monkeypatch):
+    """Launch Debian's chromium, its microphone allowed or refused; closed after the test."""
+    # Playwright's sync API keeps an event loop in this thread, which Django would take for
+    # async code and refuse the test's own database reads; the live server runs in its own thread.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    wav, _ = microphone_wav
+    with sync_playwright() as playwright:
+
+        def launch(*, microphone: bool):
+            permission = (
+                "--use-fake-ui-for-media-stream" if microphone else "--deny-permission-prompts"
+            )
+            return playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}", permission],
+            )
+
+        yield launch
+
+
+@pytest.fixture
+def candidate(questions):
+    return get_user_model().objects.create_user("speaker", password=PASSWORD)
+
+
+def open_page(browser, errors: list):
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.on("pageerror", lambda error: errors.append(error))
+    return page
+
+
+def log_in_and_start(page, live_server, *, question_count: int) -> InterviewSession:
+    page.goto(f"{live_server.url}/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/$"))
+    page.get_by_label("Username").fill("speaker")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+    expect(page.get_by_role("heading", name="Start an interview")).to_be_visible()
+    page.get_by_label("Role you are practising for").fill("databases engineer")
+    page.get_by_label("Language you will answer in").select_option("en")
+    page.get_by_label("Number of questions").fill(str(question_count))
+    page.get_by_role("button", name="Start interview").click()
+    expect(page).to_have_url(re.compile(r"/interviews/\d+/$"))
+    return InterviewSession.objects.get(pk=int(page.url.rstrip("/").rsplit("/", 1)[1]))
+
+
+def until(page, condition, *, timeout: float = 10, what: str):
+    """Poll ``condition`` while Playwright handles the browser's events; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Timed out after {timeout}s waiting for {what}")
+        page.wait_for_timeout(50)
+
+
+def test_answers_upload_in_the_background_then_finish_shows_transcripts_and_scores(
+    live_server, candidate, gridfs, chromium, microphone_wav, tmp_path, capsys
+):
+    _, speech_seconds = microphone_wav
+    # Stop once the sentence is over and before the file's loop starts it again.
+    stop_at_second = math.ceil(speech_seconds + 0.5)
+    errors = []
+    page = open_page(chromium(microphone=True), errors)
+    session = log_in_and_start(page, live_server, question_count=QUESTION_COUNT)
+    questions = list(session.ordered_questions())
+    assert session.language == "en"
+    assert len(questions) == QUESTION_COUNT
+
+    # Every upload is held in flight until the test lets it through.
+    held_uploads = []
+    page.route("**/api/upload-answer/**", lambda route: held_uploads.append(route))
+    progress, question_text = page.locator("#question-progress"), page.locator("#question-text")
+    chips = page.locator("#chips > li")
+
+    # Must show 1: each Next shows the following question while the upload is still in flight.
+    for index, question in enumerate(questions):
+        expect(progress).to_have_text(f"Question {index + 1} of {QUESTION_COUNT}")
+        expect(question_text).to_have_text(question.text)
+        page.get_by_role("button", name="Record", exact=True).click()
+        expect(chips.nth(index)).to_have_text(f"Q{index + 1} recording")
+        page.wait_for_function("document.getElementById('level').value > 0.05", polling=50)
+        page.wait_for_function(
+            """second => {
+                const [minutes, seconds] = document.getElementById("timer").textContent.split(":");
+                return 60 * Number(minutes) + Number(seconds) >= second;
+            }""",
+            arg=stop_at_second,
+            polling=50,
+        )
+        page.get_by_role("button", name="Stop", exact=True).click()
+        expect(chips.nth(index)).to_have_text(f"Q{index + 1} recorded")
+
+        page.get_by_role("button", name="Next", exact=True).click()
+        if index + 1 < QUESTION_COUNT:
+            expect(progress).to_have_text(f"Question {index + 2} of {QUESTION_COUNT}")
+            expect(question_text).to_have_text(questions[index + 1].text)
+            expect(page.get_by_role("button", name="Record", exact=True)).to_be_enabled()
+        else:
+            expect(page.get_by_role("heading", name="That was the last question")).to_be_visible()
+        expect(chips.nth(index)).to_have_text(f"Q{index + 1} uploading")
+        until(page, lambda n=index + 1: len(held_uploads) == n, what="the upload request")
+        assert held_uploads[index].request.url.endswith(
+            f"/api/upload-answer/{session.pk}/{question.pk}"
+        )
+        assert not session.answers.filter(question=question).exists()
+
+        held_uploads[index].continue_()
+        # No worker runs yet, so the answer waits in the queue with its audio in GridFS.
+        expect(chips.nth(index)).to_have_text(f"Q{index + 1} queued")
+
+    audio = list(gridfs["fs.files"].find({"metadata.session_id": session.pk}))
+    assert len(audio) == QUESTION_COUNT
+    assert gridfs["fs.chunks"].count_documents({"files_id": {"$in": [f["_id"] for f in audio]}})
+
+    # Must show 2: Finish says "Analyzing..." while transcriptions are pending, then the results.
+    page.get_by_role("button", name="Finish").click()
+    status = page.locator("#status")
+    expect(status).to_have_text("Analyzing... 3 answers are still being transcribed.")
+    cluster = start_qcluster(tmp_path, TRANSCRIBER="local")
+    try:
+        expect(page.get_by_role("heading", name="Results")).to_be_visible(timeout=240_000)
+
+        # Must show 3: the answers' audio is gone from GridFS.
+        file_ids = [file["_id"] for file in audio]
+        wait_for(
+            lambda: (
+                gridfs["fs.files"].count_documents({"metadata.session_id": session.pk}) == 0
+                and gridfs["fs.chunks"].count_documents({"files_id": {"$in": file_ids}}) == 0
+            ),
+            what="the answers' audio to be deleted from GridFS",
+        )
+    finally:
+        cluster.stop()
+
+    session.refresh_from_db()
+    assert session.final_score is not None
+    final_score = page.locator("#final-score").inner_text()
+    assert float(final_score.removesuffix(" / 100")) == session.final_score
+    expect(page.locator("#results-summary")).to_have_text("3 of 3 answers scored.")
+    results = page.locator("#result-list > li")
+    expect(results).to_have_count(QUESTION_COUNT)
+    for index, question in enumerate(questions):
+        result = results.nth(index)
+        expect(result.get_by_role("heading", level=3)).to_have_text(f"{index + 1}. {question.text}")
+        transcript = result.locator(".transcript").inner_text()
+        assert word_error_rate(SAID, transcript) <= 0.35, transcript
+        answer = session.answers.get(question=question)
+        expect(result.locator(".score")).to_have_text(re.compile(r"^Score: [0-9.]+ / 100$"))
+        assert float(result.locator(".score").inner_text().split()[1]) == answer.score
+        expect(result.locator(".feedback > li")).to_have_text(answer.feedback)
+        expect(result.locator(".model-answer")).to_have_text(question.model_answer)
+        expect(chips.nth(index)).to_have_text(f"Q{index + 1} completed")
+
+    # Must show 5: a screenshot of the results page.
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOT, full_page=True)
+    with capsys.disabled():
+        print(f"\nScreenshot of the results page: {SCREENSHOT}")
+    assert errors == []
+
+
+def test_refused_microphone_shows_what_to_do_instead_of_a_broken_page(
+    live_server, candidate, chromium
+):
+    errors = []
+    page = open_page(chromium(microphone=False), errors)
+    log_in_and_start(page, live_server, question_count=2)
+
+    page.get_by_role("button", name="Record", exact=True).click()
+    expect(page.get_by_role("alert")).to_have_text(
+        re.compile(r"^Microphone access was refused, so your answer cannot be recorded\.")
+    )
+    expect(page.get_by_role("button", name="Record", exact=True)).to_be_enabled()
+    expect(page.get_by_role("button", name="Stop", exact=True)).to_be_disabled()
+    expect(page.locator("#timer")).to_have_text("0:00")
+    expect(page.locator("#chips > li").first).to_have_text("Q1 not recorded")
+
+    # The rest of the page still works.
+    page.get_by_role("button", name="Next", exact=True).click()
+    expect(page.locator("#question-progress")).to_have_text("Question 2 of 2")
+    expect(page.get_by_role("alert")).to_have_count(0)
+    assert errors == []
