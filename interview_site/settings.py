@@ -177,6 +177,15 @@ OPENAI_TRANSCRIPTION_MODEL = os.environ.get("OPENAI_TRANSCRIPTION_MODEL") or "wh
 OPENAI_SCORING_MODEL = os.environ.get("OPENAI_SCORING_MODEL") or "gpt-4o-mini"
 OPENAI_TIMEOUT_SECONDS = env_int("OPENAI_TIMEOUT_SECONDS", 120)
 
+# Uploads: the Whisper API's own limit, and the longest answer worth transcribing.
+MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 25 * 1024 * 1024)
+MAX_ANSWER_SECONDS = env_int("MAX_ANSWER_SECONDS", 600)
+
+# A failed attempt that may succeed later (API overloaded, MongoDB unreachable) is retried
+# after RETRY_BASE * 2^(attempt-1) seconds, with jitter, until MAX_ATTEMPTS, then failed.
+TRANSCRIPTION_MAX_ATTEMPTS = env_int("TRANSCRIPTION_MAX_ATTEMPTS", 5)
+TRANSCRIPTION_RETRY_BASE_SECONDS = env_int("TRANSCRIPTION_RETRY_BASE_SECONDS", 30)
+
 # Transcribe inside the upload request, as the design's "before" did. Only the benchmark's
 # baseline sets it: the candidate then waits for Whisper on every answer.
 TRANSCRIBE_IN_REQUEST = env_bool("TRANSCRIBE_IN_REQUEST", False)
@@ -187,15 +196,16 @@ WHISPER_CPU_THREADS = env_int("WHISPER_CPU_THREADS", 0)  # 0: let CTranslate2 de
 
 # --- Task queue (django-q2, ORM broker) -----------------------------------
 
-# A task is killed after TIMEOUT seconds and handed out again after RETRY seconds,
-# so RETRY must exceed TIMEOUT or a slow transcription would be started twice.
+# A task is killed after TIMEOUT seconds and handed out again after RETRY seconds (if its
+# worker died without acknowledging it), so RETRY must exceed TIMEOUT or a slow
+# transcription would be started twice.
 Q_TIMEOUT = env_int("Q_TIMEOUT", 600)
 Q_CLUSTER = {
     "name": "interview",
     "orm": "default",
     "workers": env_int("Q_WORKERS", 2),
     "timeout": Q_TIMEOUT,
-    "retry": Q_TIMEOUT + 60,
+    "retry": Q_TIMEOUT + env_int("Q_RETRY_MARGIN", 60),
     "max_attempts": env_int("Q_MAX_ATTEMPTS", 3),
     "ack_failures": True,
     "catch_up": False,
@@ -203,7 +213,7 @@ Q_CLUSTER = {
     "save_limit": 1000,
 }
 # A processing claim older than timeout + margin belongs to a lost worker: re-queued by the
-# stuck-job recovery until max_attempts, then failed.
+# stuck-job recovery until TRANSCRIPTION_MAX_ATTEMPTS, then failed.
 STUCK_TRANSCRIPTION_MARGIN_SECONDS = env_int("STUCK_TRANSCRIPTION_MARGIN_SECONDS", 60)
 if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
     raise ImproperlyConfigured("Q_CLUSTER retry must exceed timeout")

@@ -1,5 +1,6 @@
 """The JSON API: thin views that validate, call one service, and answer."""
 
+from django.conf import settings
 from django.http import JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -21,9 +22,11 @@ from .serializers import (
     AnswerUploadSerializer,
     SessionCreateSerializer,
     SessionSerializer,
+    UploadTooLarge,
 )
 
 RETRY_AFTER_SECONDS = 5
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the audio
 
 
 class ServiceUnavailable(exceptions.APIException):
@@ -100,6 +103,9 @@ class AnswerUploadApi(APIView):
     throttle_scope = "uploads"
 
     def post(self, request, session_id, question_id):
+        # Refuse an oversized body from its declared length, before reading any of it.
+        if _content_length(request) > settings.MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD:
+            raise UploadTooLarge()
         session = get_own_session(request, session_id)
         question = session.questions.filter(pk=question_id).first()
         if question is None:
@@ -108,12 +114,11 @@ class AnswerUploadApi(APIView):
             )
         serializer = AnswerUploadSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        audio = serializer.validated_data["audio"]
         answer = services.answer_submit(
             session=session,
             question=question,
-            audio=audio,
-            content_type=audio.content_type or "application/octet-stream",
+            audio=serializer.validated_data["audio"],
+            content_type=serializer.validated_data["content_type"],
         )
         return Response(
             {
@@ -124,6 +129,13 @@ class AnswerUploadApi(APIView):
             },
             status=status.HTTP_202_ACCEPTED,
         )
+
+
+def _content_length(request) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise exceptions.ParseError("Content-Length is not a number.") from None
 
 
 class AnswerStatusApi(APIView):

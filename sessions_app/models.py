@@ -117,6 +117,8 @@ class Answer(models.Model):
     )
     attempts = models.PositiveIntegerField(default=0)
     processing_started_at = models.DateTimeField(null=True, blank=True)
+    # When a failed attempt that may succeed later is tried again.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
     transcribed_at = models.DateTimeField(null=True, blank=True)
     transcription_error = models.TextField(blank=True)
     transcript = models.TextField(blank=True)

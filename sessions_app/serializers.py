@@ -1,4 +1,7 @@
-from rest_framework import serializers
+from django.conf import settings
+from rest_framework import exceptions, serializers, status
+
+from transcription import audio
 
 from .models import Answer, InterviewSession, Question
 
@@ -35,8 +38,49 @@ class SessionSerializer(serializers.ModelSerializer):
         fields = ["id", "role", "language", "status", "final_score", "created_at", "questions"]
 
 
+class UploadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+
+    def __init__(self):
+        limit = settings.MAX_UPLOAD_BYTES / 1024 / 1024
+        super().__init__(f"The audio is larger than the {limit:g} MB limit.")
+
+
+class UnsupportedAudio(exceptions.APIException):
+    status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+    default_code = "unsupported_audio"
+
+    def __init__(self):
+        super().__init__(
+            f"The file is not audio in an accepted format ({audio.ACCEPTED}), "
+            "whatever its name or declared type says."
+        )
+
+
 class AnswerUploadSerializer(serializers.Serializer):
     audio = serializers.FileField(allow_empty_file=False)
+
+    def validate(self, attrs):
+        upload = attrs["audio"]
+        if upload.size > settings.MAX_UPLOAD_BYTES:
+            raise UploadTooLarge()
+        container = audio.sniff_container(upload.read(12))
+        upload.seek(0)
+        if container is None:
+            raise UnsupportedAudio()
+        seconds = audio.duration_seconds(upload)
+        if seconds is not None and seconds > settings.MAX_ANSWER_SECONDS:
+            raise serializers.ValidationError(
+                {
+                    "audio": [
+                        f"The answer is {seconds:.0f} seconds long; "
+                        f"the limit is {settings.MAX_ANSWER_SECONDS} seconds."
+                    ]
+                },
+                code="too_long",
+            )
+        return attrs | {"content_type": audio.CONTAINERS[container]}
 
 
 class AnswerStatusSerializer(serializers.ModelSerializer):
@@ -45,7 +89,16 @@ class AnswerStatusSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Answer
-        fields = ["question_id", "status", "transcript", "error", "transcribed_at", "language"]
+        fields = [
+            "question_id",
+            "status",
+            "transcript",
+            "error",
+            "transcribed_at",
+            "language",
+            "attempts",
+            "next_attempt_at",
+        ]
 
 
 class AnswerResultSerializer(serializers.ModelSerializer):

@@ -103,6 +103,7 @@ def _answer_record(*, session, question, file_id: str, content_type: str):
     answer.transcription_status = Answer.Status.QUEUED
     answer.attempts = 0
     answer.processing_started_at = None
+    answer.next_attempt_at = None
     answer.transcribed_at = None
     answer.transcription_error = ""
     answer.transcript = ""
@@ -154,6 +155,7 @@ def transcription_requeue(*, answer: Answer) -> Answer:
             transcription_status=Answer.Status.QUEUED,
             transcription_error="",
             processing_started_at=None,
+            next_attempt_at=None,
             attempts=0,
         )
         if not requeued:

@@ -30,7 +30,7 @@ def admin_client(staff):
 def failed_answers(interview, upload, gridfs, scripted_engine, spoken):
     """Two answers whose transcription failed: one still has its audio, one lost it."""
     first, second, _ = interview.ordered_questions()
-    error = TranscriptionError("Engine overloaded", permanent=False)
+    error = TranscriptionError("Engine rejected the audio", permanent=True)
     audio = scripted_engine.say(spoken("a retried answer"), error)
     upload(interview.pk, first.pk, audio)
     lost = upload(interview.pk, second.pk, scripted_engine.say(spoken("lost audio"), error))
@@ -116,7 +116,7 @@ def test_answer_list_filters_by_status_and_searches_by_session(
     assert filtered.status_code == searched.status_code == session_page.status_code == 200
     assert set(filtered.context["cl"].result_list) == {kept, gone}
     assert len(searched.context["cl"].result_list) == 3
-    assert b"Engine overloaded" in session_page.content
+    assert b"Engine rejected the audio" in session_page.content
     assert b"1 completed" in sessions.content
     assert b"2 failed" in sessions.content
 

@@ -46,7 +46,7 @@ def chunks_of(gridfs, file_id) -> int:
 @pytest.fixture
 def answers(interview, upload, gridfs, scripted_engine, spoken, user, questions):
     """Audio in every state cleanup must tell apart, most of it uploaded 30 hours ago."""
-    more = session_create(user=user, question_count=3)
+    more = session_create(user=user, question_count=4)
     q = list(interview.ordered_questions()) + list(more.ordered_questions())
     files = {}
     failing = scripted_engine.say(spoken("fails"), RuntimeError("engine crashed"))
@@ -64,6 +64,10 @@ def answers(interview, upload, gridfs, scripted_engine, spoken, user, questions)
     Answer.objects.filter(gridfs_file_id=files["completed"]).update(
         transcription_status=Answer.Status.COMPLETED, transcript="completed"
     )
+    files["recent_completed"] = upload(more.pk, q[6].pk, spoken("done")).json()["file_id"]
+    Answer.objects.filter(gridfs_file_id=files["recent_completed"]).update(
+        transcription_status=Answer.Status.COMPLETED, transcript="done"
+    )
     # An orphan file (no answer refers to it) and orphan chunks (no files document).
     bucket = gridfs_lib.GridFSBucket(gridfs)
     files["orphan"] = str(
@@ -76,7 +80,7 @@ def answers(interview, upload, gridfs, scripted_engine, spoken, user, questions)
         [{"files_id": old_id, "n": n, "data": b"chunk"} for n in range(3)]
     )
     for name, file_id in files.items():
-        if name != "recent_failed":
+        if not name.startswith("recent_"):
             age_audio(gridfs, file_id, hours=30)
     # A young upload still in flight: chunks written, files document not yet.
     files["in_flight_chunks"] = str(ObjectId())
@@ -91,12 +95,12 @@ def test_cleanup_audio_deletes_only_old_idle_audio_and_orphans(answers, gridfs):
     output = command("cleanup_audio", "--hours", "24")
 
     expected = (
-        "deleted 2 old audio files (1 failed answers marked expired), "
+        "deleted 3 audio files of idle answers (1 failed answers marked expired), "
         "1 orphan files, 3 orphan chunks"
     )
     assert f"Cleanup {expected}" in output
     assert f"would have {expected}" in dry
-    for gone in ["failed", "completed", "orphan"]:
+    for gone in ["failed", "completed", "recent_completed", "orphan"]:
         assert not exists(gridfs, answers[gone]), gone
         assert chunks_of(gridfs, answers[gone]) == 0, gone
     for kept in ["queued", "processing", "recent_failed"]:
@@ -153,7 +157,7 @@ def test_stuck_answer_past_max_attempts_ends_failed_with_an_error(
     question = interview.ordered_questions()[0]
     upload(interview.pk, question.pk, spoken("never finishes"))
     answer = Answer.objects.get()
-    make_stuck(answer, attempts=settings.Q_CLUSTER["max_attempts"])
+    make_stuck(answer, attempts=settings.TRANSCRIPTION_MAX_ATTEMPTS)
 
     assert "would have re-queued 0 stuck transcriptions, failed 1" in command(
         "recover_stuck_transcriptions", "--dry-run"
@@ -203,8 +207,8 @@ def test_schedules_exist_after_setup_and_are_not_duplicated(gridfs):
     assert first.count(": created") == 2
     assert second.count(": up to date") == 2
     # What the cluster runs on schedule does the same as the commands.
-    assert import_string(cleanup.func)().startswith("deleted 0 old audio files")
+    assert import_string(cleanup.func)().startswith("deleted 0 audio files")
     assert (
         import_string(recovery.func)()
-        == "re-queued 0 stuck transcriptions, failed 0 past 3 attempts"
+        == "re-queued 0 stuck transcriptions, failed 0 past 5 attempts"
     )

@@ -31,14 +31,17 @@ class CleanupReport:
 
     def __str__(self):
         return (
-            f"deleted {len(self.expired_audio)} old audio files "
+            f"deleted {len(self.expired_audio)} audio files of idle answers "
             f"({self.expired_answers} failed answers marked expired), "
             f"{len(self.orphan_files)} orphan files, {self.orphan_chunks} orphan chunks"
         )
 
 
 def cleanup_audio(*, hours: float = 24, dry_run: bool = False) -> CleanupReport:
-    """Delete old audio of idle answers and every orphan; never audio still being transcribed."""
+    """Delete old audio of idle answers, leftover audio of completed ones, and orphans.
+
+    Never audio whose answer is queued or processing.
+    """
     report = CleanupReport()
     db = storage.get_database()
     now = datetime.now(UTC)
@@ -59,7 +62,11 @@ def cleanup_audio(*, hours: float = 24, dry_run: bool = False) -> CleanupReport:
         if file_id not in referenced:
             if uploaded < now - ORPHAN_GRACE:
                 report.orphan_files.append(file_id)
-        elif referenced[file_id] not in busy and uploaded < cutoff:
+        elif referenced[file_id] == Answer.Status.COMPLETED or (
+            referenced[file_id] not in busy and uploaded < cutoff
+        ):
+            # A completed answer's audio outlived its transcript only because its deletion
+            # failed (MongoDB was down): it goes whatever its age.
             report.expired_audio.append(file_id)
     orphan_owners = [
         owner
@@ -109,14 +116,14 @@ class RecoveryReport:
     def __str__(self):
         return (
             f"re-queued {len(self.requeued)} stuck transcriptions, "
-            f"failed {len(self.failed)} past {settings.Q_CLUSTER['max_attempts']} attempts"
+            f"failed {len(self.failed)} past {settings.TRANSCRIPTION_MAX_ATTEMPTS} attempts"
         )
 
 
 def recover_stuck(*, dry_run: bool = False) -> RecoveryReport:
     """Re-queue answers whose worker was lost mid-transcription; fail them past max attempts."""
     report = RecoveryReport()
-    max_attempts = settings.Q_CLUSTER["max_attempts"]
+    max_attempts = settings.TRANSCRIPTION_MAX_ATTEMPTS
     for answer in Answer.objects.stuck():
         exhausted = answer.attempts >= max_attempts
         (report.failed if exhausted else report.requeued).append(answer.pk)

@@ -1,11 +1,14 @@
 """Django-Q jobs: each takes an answer id, reads fresh state, and is safe to run twice."""
 
 import logging
+import random
 from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
+from django_q.models import Schedule
+from django_q.tasks import schedule
 
 from sessions_app.models import Answer
 from sessions_app.scoring import ScoringError
@@ -48,9 +51,11 @@ def transcribe_answer(answer_id: int) -> str:
     except storage.AudioNotFound:
         return _fail(answer, file_id, "The audio is no longer stored; record the answer again.")
     except storage.StorageUnavailable as exc:
-        return _fail(answer, file_id, f"Could not read the audio: {exc}")
+        return _retry_later(answer, file_id, f"Could not read the audio: {exc}")
     except TranscriptionError as exc:
-        return _fail(answer, file_id, str(exc))
+        if exc.permanent:
+            return _fail(answer, file_id, str(exc))
+        return _retry_later(answer, file_id, str(exc))
     except Exception as exc:
         logger.exception("Transcription crashed: answer=%s", answer.pk)
         return _fail(answer, file_id, f"Transcription failed unexpectedly: {exc!r}")
@@ -76,7 +81,11 @@ def transcribe_answer(answer_id: int) -> str:
         len(transcript.text.split()),
     )
     answer.refresh_from_db()
-    _delete_audio(answer)
+    try:
+        _delete_audio(answer)
+    except storage.StorageUnavailable as exc:
+        # The transcript is committed; cleanup_audio removes the audio of completed answers.
+        logger.warning("Audio not deleted, cleanup will: answer=%s: %s", answer.pk, exc)
     try:
         answer_score(answer=answer)
     except ScoringError as exc:
@@ -99,6 +108,7 @@ def _claim(answer_id: int) -> Answer | None:
         .update(
             transcription_status=Answer.Status.PROCESSING,
             processing_started_at=now,
+            next_attempt_at=None,
             attempts=F("attempts") + 1,
         )
     )
@@ -120,6 +130,40 @@ def _fail(answer: Answer, file_id: str, error: str) -> str:
         error,
     )
     return "failed"
+
+
+def _retry_later(answer: Answer, file_id: str, error: str) -> str:
+    """Queue the answer again after an exponential, jittered delay; fail it past max attempts."""
+    if answer.attempts >= settings.TRANSCRIPTION_MAX_ATTEMPTS:
+        return _fail(answer, file_id, f"{error} (gave up after {answer.attempts} attempts)")
+    delay = settings.TRANSCRIPTION_RETRY_BASE_SECONDS * 2 ** (answer.attempts - 1)
+    # Jitter spreads the retries of many answers that failed together (an API outage).
+    next_attempt_at = timezone.now() + timedelta(seconds=delay * random.uniform(0.75, 1.25))
+    released = Answer.objects.filter(
+        pk=answer.pk, transcription_status=Answer.Status.PROCESSING, gridfs_file_id=file_id
+    ).update(
+        transcription_status=Answer.Status.QUEUED,
+        processing_started_at=None,
+        next_attempt_at=next_attempt_at,
+        transcription_error=f"Attempt {answer.attempts} failed, will retry: {error}",
+    )
+    if released:
+        schedule(
+            "transcription.tasks.transcribe_answer",
+            answer.pk,
+            name=f"retry-answer-{answer.pk}-attempt-{answer.attempts + 1}",
+            schedule_type=Schedule.ONCE,
+            next_run=next_attempt_at,
+        )
+    logger.warning(
+        "Transcription attempt failed, retry at %s: session=%s, question=%s, answer=%s: %s",
+        next_attempt_at.isoformat(timespec="seconds"),
+        answer.session_id,
+        answer.question_id,
+        answer.pk,
+        error,
+    )
+    return "retry scheduled"
 
 
 def _delete_audio(answer: Answer) -> None:

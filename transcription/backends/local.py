@@ -113,4 +113,8 @@ class LocalWhisperTranscriber:
             raise TranscriptionError(
                 f"The audio could not be decoded: {exc}", permanent=True
             ) from exc
+        if not info.duration:
+            raise TranscriptionError(
+                "The recording holds no audio (empty or truncated).", permanent=True
+            )
         return Transcript(text=text, language=info.language or language or "")
