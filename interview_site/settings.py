@@ -148,13 +148,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 # --- Cache ----------------------------------------------------------------
 
-# Shared by every process (web workers and qcluster): qcluster publishes its status here.
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": "django_cache",
+# Shared by every process (web workers and qcluster): the upload throttle counts here, so
+# its limit holds across processes, and qcluster publishes its status here. Never a
+# per-process cache (LocMemCache): each gunicorn worker would then allow the full rate.
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
     }
-}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "django_cache",
+        }
+    }
 
 # --- Audio storage (MongoDB GridFS) ---------------------------------------
 
