@@ -35,6 +35,20 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+class BehindTheRouter(requests.Session):
+    """Call a plain-HTTP gunicorn as the PaaS router that terminates TLS for it does.
+
+    Production redirects plain HTTP to HTTPS unless X-Forwarded-Proto says https, and its
+    cookies are Secure, which requests would keep from a plain-HTTP URL: send them by hand.
+    """
+
+    def request(self, method, url, **kwargs):
+        cookies = "; ".join(f"{cookie.name}={cookie.value}" for cookie in self.cookies)
+        headers = {"X-Forwarded-Proto": "https", "Cookie": cookies} | kwargs.pop("headers", {})
+        kwargs["allow_redirects"] = False  # a redirect would drop the hand-made Cookie header
+        return super().request(method, url, headers=headers, **kwargs)
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_gunicorn_with_debug_off_serves_the_pages_static_files_through_whitenoise(
@@ -66,16 +80,19 @@ def test_gunicorn_with_debug_off_serves_the_pages_static_files_through_whitenois
     try:
         wait_for(lambda: port_open(port) or not server.alive(), what="gunicorn to listen")
         assert server.alive(), server.output()
-        browser = requests.Session()
+        browser = BehindTheRouter()
         login_page = browser.get(f"{base}/accounts/login/", timeout=10)
+        assert login_page.status_code == 200
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page.text)[1]
-        start_page = browser.post(
+        logged_in = browser.post(
             f"{base}/accounts/login/",
             data={"username": "speaker", "password": "correct horse battery", "next": ""},
-            headers={"X-CSRFToken": token, "Referer": f"{base}/accounts/login/"},
+            headers={"X-CSRFToken": token, "Referer": f"https://127.0.0.1:{port}/accounts/login/"},
             timeout=10,
         )
-        assert start_page.url == f"{base}/"
+        assert (logged_in.status_code, logged_in.headers["Location"]) == (302, "/")
+        start_page = browser.get(f"{base}/", timeout=10)
+        assert start_page.status_code == 200
         interview = session_create(user=get_user_model().objects.get(), question_count=2)
         interview_page = browser.get(f"{base}/interviews/{interview.pk}/", timeout=10)
         assert interview_page.status_code == 200
@@ -86,7 +103,7 @@ def test_gunicorn_with_debug_off_serves_the_pages_static_files_through_whitenois
         names = {re.sub(r"\.[0-9a-f]{12}\.", ".", url.rsplit("/", 1)[1]) for url in static_urls}
         assert names == {"interview.css", "api.js", "start.js", "interview.js"}
         for url in static_urls:
-            response = requests.get(f"{base}{url}", headers={"Accept-Encoding": "gzip"}, timeout=10)
+            response = browser.get(f"{base}{url}", headers={"Accept-Encoding": "gzip"}, timeout=10)
             assert response.status_code == 200, url
             assert response.headers["Content-Type"].startswith(("text/css", "text/javascript"))
             # WhiteNoise: a hashed name is cached for good, and sent compressed.
