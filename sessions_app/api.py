@@ -1,6 +1,7 @@
 """The JSON API: thin views that validate, call one service, and answer."""
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -40,6 +41,11 @@ def exception_handler(exc, context):
         exc = ServiceUnavailable(
             "Audio storage is unavailable; nothing was saved. Try again shortly.",
             code="storage_unavailable",
+        )
+    elif isinstance(exc, DatabaseError):
+        exc = ServiceUnavailable(
+            "The database is unavailable; nothing was saved. Try again shortly.",
+            code="database_unavailable",
         )
     elif isinstance(exc, ScoringError):
         exc = ServiceUnavailable(f"Scoring is unavailable: {exc}", code="scoring_unavailable")

@@ -42,7 +42,8 @@ class BlockingTranscriber:
 
     def transcribe(self, audio: bytes, *, language, content_type="", filename="") -> Transcript:
         folder = Path(os.environ["BLOCKING_ENGINE_DIR"])
-        (folder / f"started-{filename}").write_text(str(len(audio)))
+        # The worker's pid, so that a test can kill the process mid-transcription.
+        (folder / f"started-{filename}").write_text(f"{len(audio)} {os.getpid()}")
         release = folder / "release"
         deadline = time.monotonic() + 120
         while not release.exists():

@@ -105,6 +105,37 @@ def manage(*args: str, **options) -> Process:
     return Process([sys.executable, "manage.py", *args], **options)
 
 
+class EmbeddedMongo:
+    """An embedded MongoDB server process of a test's own, to stop and start again."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.port = free_port()
+        self.uri = f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+        self.process: Process | None = None
+        self.starts = 0
+
+    def start(self) -> "EmbeddedMongo":
+        self.starts += 1
+        self.process = manage(
+            "embedded_mongo",
+            f"--port={self.port}",
+            f"--path={self.folder / 'mongo.sqlite3'}",
+            log=self.folder / f"mongo-{self.starts}.log",
+            env=process_env(),
+        )
+        wait_for(self._answers, what=f"the embedded MongoDB on port {self.port}")
+        return self
+
+    def stop(self) -> None:
+        self.process.stop()
+        assert not self._answers()
+
+    def _answers(self) -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+
 def start_qcluster(tmp_path: Path, **env: str) -> Process:
     """Start a real ``qcluster`` on the test database; stop it with ``.stop()``."""
     cluster = manage(

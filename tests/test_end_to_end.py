@@ -87,13 +87,19 @@ def test_upload_answers_while_the_engine_is_blocked_and_status_moves_to_complete
             timeout=60,
             what="both transcriptions",
         )
+        # The audio goes right after the transcript is committed.
+        wait_for(
+            lambda: (
+                not gridfs_holds(gridfs, first_upload.json()["file_id"])
+                and not gridfs_holds(gridfs, second_upload.json()["file_id"])
+            ),
+            what="the audio to be deleted",
+        )
     finally:
         cluster.stop()
 
     assert status(first)["transcript"].startswith("released transcript of")
     assert status(first)["transcribed_at"]
-    assert not gridfs_holds(gridfs, first_upload.json()["file_id"])
-    assert not gridfs_holds(gridfs, second_upload.json()["file_id"])
 
 
 def test_spoken_answer_is_transcribed_by_the_local_engine_in_a_real_worker(
@@ -119,11 +125,14 @@ def test_spoken_answer_is_transcribed_by_the_local_engine_in_a_real_worker(
             timeout=180,
             what="the local engine's transcript",
         )
+        wait_for(
+            lambda: not gridfs_holds(gridfs, uploaded.json()["file_id"]),
+            what="the audio to be deleted",
+        )
     finally:
         cluster.stop()
 
     assert word_error_rate(said, result["transcript"]) <= 0.25, result["transcript"]
-    assert not gridfs_holds(gridfs, uploaded.json()["file_id"])
     analysis = http.post(f"{live_server.url}/api/analyze/{session_id}", timeout=30)
     assert analysis.status_code == 200
     assert analysis.json()["final_score"] == analysis.json()["answers"][0]["score"]
