@@ -18,6 +18,7 @@ PIPELINE_FIELDS = [
     "transcription_status",
     "attempts",
     "processing_started_at",
+    "next_attempt_at",
     "transcribed_at",
     "transcription_error",
     "transcript",
@@ -82,6 +83,7 @@ class AnswerAdmin(admin.ModelAdmin):
         "question_text",
         "transcription_status",
         "attempts",
+        "next_attempt_at",
         "transcription_error",
         "age",
     ]
