@@ -151,7 +151,8 @@ def _retry_later(answer: Answer, file_id: str, error: str) -> str:
         schedule(
             "transcription.tasks.transcribe_answer",
             answer.pk,
-            name=f"retry-answer-{answer.pk}-attempt-{answer.attempts + 1}",
+            # Unique even if a re-recorded answer fails again before an old retry ran.
+            name=f"retry-answer-{answer.pk}-at-{next_attempt_at:%Y%m%dT%H%M%S.%f}",
             schedule_type=Schedule.ONCE,
             next_run=next_attempt_at,
         )
