@@ -168,3 +168,16 @@ def test_token_authenticated_write_needs_no_csrf_token(browser_user):
 
     assert response.status_code == 201
     assert InterviewSession.objects.get().user == browser_user
+
+
+@pytest.mark.django_db
+def test_https_redirect_spares_only_the_health_check(settings, mongo_uri):
+    settings.SECURE_SSL_REDIRECT = True
+    client = APIClient()
+
+    health = client.get("/api/health")
+    sessions = client.get("/api/sessions/")
+
+    assert health.status_code == 200  # a platform probe over plain HTTP reaches the check
+    assert sessions.status_code == 301
+    assert sessions["Location"].startswith("https://")
