@@ -101,12 +101,8 @@ class AnswerStatusSerializer(serializers.ModelSerializer):
         ]
 
 
-class AnswerResultSerializer(serializers.ModelSerializer):
-    status = serializers.CharField(source="transcription_status")
-    error = serializers.CharField(source="transcription_error")
-
-    class Meta:
-        model = Answer
+class AnswerResultSerializer(AnswerStatusSerializer):
+    class Meta(AnswerStatusSerializer.Meta):
         fields = [
             "question_id",
             "status",
