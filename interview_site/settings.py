@@ -139,7 +139,6 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "interview-start"
 LOGOUT_REDIRECT_URL = "login"
 
-
 # --- Database -------------------------------------------------------------
 
 DATABASES = {
