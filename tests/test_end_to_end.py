@@ -29,12 +29,24 @@ def http(live_server, candidate):
     return client
 
 
-def gridfs_holds(gridfs, file_id) -> bool:
+def stored(gridfs, file_id) -> tuple[int, int]:
+    """Return how many files documents and chunks GridFS holds for the file."""
     oid = ObjectId(file_id)
-    files = gridfs["fs.files"].count_documents({"_id": oid})
-    chunks = gridfs["fs.chunks"].count_documents({"files_id": oid})
-    assert files == (chunks > 0), "a files document without chunks, or chunks without one"
-    return files == 1
+    return (
+        gridfs["fs.files"].count_documents({"_id": oid}),
+        gridfs["fs.chunks"].count_documents({"files_id": oid}),
+    )
+
+
+def gridfs_holds(gridfs, file_id) -> bool:
+    """Whether the whole file is there: its files document and its chunks."""
+    files, chunks = stored(gridfs, file_id)
+    return files == 1 and chunks > 0
+
+
+def gridfs_gone(gridfs, file_id) -> bool:
+    """Whether nothing of the file is left (a deletion removes the document, then chunks)."""
+    return stored(gridfs, file_id) == (0, 0)
 
 
 def test_upload_answers_while_the_engine_is_blocked_and_status_moves_to_completed(
@@ -90,8 +102,8 @@ def test_upload_answers_while_the_engine_is_blocked_and_status_moves_to_complete
         # The audio goes right after the transcript is committed.
         wait_for(
             lambda: (
-                not gridfs_holds(gridfs, first_upload.json()["file_id"])
-                and not gridfs_holds(gridfs, second_upload.json()["file_id"])
+                gridfs_gone(gridfs, first_upload.json()["file_id"])
+                and gridfs_gone(gridfs, second_upload.json()["file_id"])
             ),
             what="the audio to be deleted",
         )
@@ -126,7 +138,7 @@ def test_spoken_answer_is_transcribed_by_the_local_engine_in_a_real_worker(
             what="the local engine's transcript",
         )
         wait_for(
-            lambda: not gridfs_holds(gridfs, uploaded.json()["file_id"]),
+            lambda: gridfs_gone(gridfs, uploaded.json()["file_id"]),
             what="the audio to be deleted",
         )
     finally:
