@@ -1,4 +1,5 @@
-# The front door: `make run` serves the product, `make test` runs every test.
+# The front door: `make run` serves the product, `make test` runs every test, `make bench`
+# measures the upload pipeline against the synchronous baseline (bench/README.md).
 SHELL := /bin/bash
 
 # Python 3.13: on PATH, or pyenv's install when pyenv has not activated it.
@@ -12,7 +13,7 @@ MONGO_PORT ?= 27018
 # Local development and tests run with DEBUG on; production settings need DJANGO_SECRET_KEY.
 export DJANGO_DEBUG ?= 1
 
-.PHONY: install setup run test lint
+.PHONY: install setup run test lint bench
 
 $(BIN)/.installed: requirements.txt requirements-local.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.13 is needed (python3.13 on PATH or under pyenv)"; exit 1; }
@@ -43,3 +44,8 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# About ten minutes; QUICK=1 runs a small load in under two (CI) and fails on any lost,
+# duplicated or orphaned answer. BENCH_ARGS passes options: `make bench BENCH_ARGS=--help`.
+bench: install
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(BENCH_ARGS)

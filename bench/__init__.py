@@ -1,0 +1,1 @@
+"""`make bench`: the non-blocking upload pipeline measured against the synchronous baseline."""
