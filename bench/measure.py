@@ -141,6 +141,58 @@ def _named(data: bytes, clip: Clip):
     return SimpleUploadedFile(clip.path.name, data, content_type=clip.content_type)
 
 
+GRIDFS_PROBE_DATABASE = "bench_gridfs_probe"
+
+
+def gridfs_scaling(clip: Clip, *, held_mb: tuple[float, ...], repeats: int = 3) -> dict:
+    """Time the app's GridFS write, read and delete of ``clip`` while MongoDB holds more audio.
+
+    Uses the storage functions the app uses, on a database of its own in the same server.
+    """
+    from django.test import override_settings
+
+    from transcription import storage
+
+    data = clip.data
+    levels = []
+    with override_settings(MONGODB_DB=GRIDFS_PROBE_DATABASE):
+        client = storage.get_database().client
+        client.drop_database(GRIDFS_PROBE_DATABASE)
+        stored = 0
+        ids = {"session_id": 0, "question_id": 0, "user_id": 0}
+
+        def store() -> str:
+            return storage.store_audio(data, content_type=clip.content_type, **ids)
+
+        try:
+            for megabytes in held_mb:
+                while stored + len(data) <= megabytes * 1e6:
+                    store()
+                    stored += len(data)
+                writes, reads, deletes = [], [], []
+                for _ in range(repeats):
+                    started = time.perf_counter()
+                    file_id = store()
+                    writes.append(time.perf_counter() - started)
+                    started = time.perf_counter()
+                    storage.get_audio(file_id)
+                    reads.append(time.perf_counter() - started)
+                    started = time.perf_counter()
+                    storage.delete_audio(file_id)
+                    deletes.append(time.perf_counter() - started)
+                levels.append(
+                    {
+                        "held_mb": round(stored / 1e6, 1),
+                        "write_ms": round(statistics.median(writes) * 1000, 1),
+                        "read_ms": round(statistics.median(reads) * 1000, 1),
+                        "delete_ms": round(statistics.median(deletes) * 1000, 1),
+                    }
+                )
+        finally:
+            client.drop_database(GRIDFS_PROBE_DATABASE)
+    return {"upload_bytes": clip.size, "repeats": repeats, "levels": levels}
+
+
 def engine_speed(clip: Clip, *, warmup: Clip, beam_sizes: tuple[int, ...] = (1, 5)) -> dict:
     """Transcribe ``clip`` with the local engine at each beam size; report audio s per wall s."""
     from django.conf import settings

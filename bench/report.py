@@ -389,19 +389,41 @@ def _queue(report: dict) -> list[str]:
 
 
 def _cpu(report: dict) -> list[str]:
-    usage = {mode: report[mode].get("interview_cpu") or {} for mode in MODES}
-    names = list(dict.fromkeys(n for mode in MODES for n in usage[mode].get("cores", {})))
+    phases = report.get("cpu") or {}
+    names = list(dict.fromkeys(n for usage in phases.values() for n in usage["cores"]))
     lines = [
-        "## CPU during the interview load (cores used on average; the machine has "
-        f"{report['machine']['cpus']})",
+        f"## CPU by phase (cores used on average; the machine has {report['machine']['cpus']})",
         "",
-        f"| part | async ({_get(usage, 'async', 'seconds')} s) "
-        f"| sync ({_get(usage, 'sync', 'seconds')} s) |",
-        "|---|---|---|",
+        "| part | "
+        + " | ".join(f"{phase} ({usage['seconds']} s)" for phase, usage in phases.items())
+        + " |",
+        "|---|" + "---|" * len(phases),
     ]
     for name in names:
-        cells = [str(_get(usage, mode, "cores", name) or "—") for mode in MODES]
-        lines.append(_row(name, *cells))
+        lines.append(_row(name, *[str(usage["cores"].get(name, "—")) for usage in phases.values()]))
+    return lines
+
+
+def _gridfs(scaling: dict) -> list[str]:
+    lines = [
+        f"## The embedded MongoDB: cost of one {scaling['upload_bytes'] / 1000:.0f} KB answer "
+        "against the audio it already holds",
+        "",
+        "The app's own `store_audio`, `get_audio` and `delete_audio`, one at a time on an idle "
+        f"server, median of {scaling['repeats']}:",
+        "",
+        "| audio held | write | read | delete |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        _row(
+            f"{level['held_mb']} MB",
+            f"{level['write_ms']} ms",
+            f"{level['read_ms']} ms",
+            f"{level['delete_ms']} ms",
+        )
+        for level in scaling["levels"]
+    ]
     return lines
 
 
@@ -497,6 +519,8 @@ def markdown(report: dict) -> str:
         ],
         "",
         *_breakdown(report["async"]["breakdown"]),
+        "",
+        *_gridfs(report["async"]["gridfs_scaling"]),
     ]
     if report.get("engine"):
         lines += ["", *_engine(report["engine"])]

@@ -57,6 +57,7 @@ PRESETS = {
         "large_concurrency": 2,
         "idle_probes": 20,
         "breakdown_uploads": 40,
+        "gridfs_held_mb": (0, 3, 6, 12),
         "answer_clips": 10,
     },
     "quick": {
@@ -73,6 +74,7 @@ PRESETS = {
         "large_concurrency": 2,
         "idle_probes": 3,
         "breakdown_uploads": 5,
+        "gridfs_held_mb": (0, 1),
         "answer_clips": 3,
     },
 }
@@ -142,6 +144,7 @@ class Bench:
         self.errors: list[str] = []
         self.results: dict = {"async": {}, "sync": {}}
         self.processes: dict = {}
+        self.cpu: dict[str, dict] = {}
 
     # --- Setup ------------------------------------------------------------------------
 
@@ -272,7 +275,10 @@ class Bench:
         args = self.args
         total = args.candidates * args.burst_per_candidate
         candidates = self.candidates(f"{mode}-{group}", args.candidates, base_url)
-        with self.bar(f"{mode}: {group} of {total} uploads", total) as bar:
+        with (
+            self.cpu_meter(f"{mode} {group}"),
+            self.bar(f"{mode}: {group} of {total} uploads", total) as bar,
+        ):
             uploads = load.burst(
                 candidates,
                 clip=self.typical,
@@ -287,10 +293,12 @@ class Bench:
         self.api.latency = tuple(args.latency)
         candidates = self.candidates(f"{mode}-interview", args.candidates, base_url)
         total = args.candidates * (args.questions + 1)
-        cpu_before = self.cpu_snapshot()
-        with self.bar(
-            f"{mode}: {args.candidates} candidates × {args.questions} answers + Finish", total
-        ) as bar:
+        with (
+            self.cpu_meter(f"{mode} interviews"),
+            self.bar(
+                f"{mode}: {args.candidates} candidates × {args.questions} answers + Finish", total
+            ) as bar,
+        ):
             load.run_threads(
                 [
                     lambda candidate=candidate, index=index: load.interview(
@@ -305,11 +313,17 @@ class Bench:
                     for index, candidate in enumerate(candidates)
                 ]
             )
-        self.results[mode]["interview_cpu"] = cpu_usage(cpu_before, self.cpu_snapshot())
         self._collect(candidates)
         uploads = [upload for candidate in candidates for upload in candidate.uploads]
         finishes = [candidate.finish for candidate in candidates if candidate.finish]
         return uploads, finishes
+
+    @contextlib.contextmanager
+    def cpu_meter(self, phase: str):
+        """Record the cores each part of the stack used during the block."""
+        before = self.cpu_snapshot()
+        yield
+        self.cpu[phase] = cpu_usage(before, self.cpu_snapshot())
 
     def cpu_snapshot(self) -> dict[str, float]:
         """Return CPU seconds used so far by each part of the stack, this process and all."""
@@ -384,7 +398,8 @@ class Bench:
         if not cluster.alive():
             raise RuntimeError(f"qcluster exited early:\n{cluster.output()[-3000:]}")
         backlog = {u.session_id for u in uploads}
-        self.settle("async (backlog drain)", backlog, timeout=600)
+        with self.cpu_meter("async backlog drain"):
+            self.settle("async (backlog drain)", backlog, timeout=600)
         out["drain"] = report.drain_metrics(
             list(accounting.answer_rows(backlog).values()), self.api, args.queue_workers
         )
@@ -431,6 +446,8 @@ class Bench:
 
         out["qcluster_stop_seconds"] = round(cluster.stop(), 1)
         server.stop()
+        log("async: GridFS cost against the audio the embedded MongoDB holds")
+        out["gridfs_scaling"] = measure.gridfs_scaling(self.typical, held_mb=args.gridfs_held_mb)
         return [u.wait for u in interview_uploads if u.accepted]
 
     def idle_probe(self, base_url: str) -> tuple[dict, list[load.Upload]]:
@@ -611,6 +628,7 @@ def main(argv: list[str] | None = None) -> int:
             "async": results["async"],
             "sync": results["sync"],
             "engine": engine,
+            "cpu": bench.cpu,
             "errors": bench.errors[:50],
             "error_count": len(bench.errors),
             "raw": {
