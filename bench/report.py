@@ -65,7 +65,7 @@ def interview_metrics(
     finishes: list[Finish],
     rows: dict,
     api,
-    server_times: dict[str, list[float]],
+    server_times: dict[str, list[tuple[int, float]]],
     concurrency: int,
     in_request: bool,
 ) -> dict:
@@ -89,7 +89,7 @@ def interview_metrics(
         # The same requests as gunicorn timed them, from the worker thread's start to the end.
         "server_time_s": summary(
             [
-                times[0]
+                times[0][1]
                 for u in accepted
                 if (times := server_times.get(f"/api/upload-answer/{u.session_id}/{u.question_id}"))
             ]
@@ -274,7 +274,11 @@ def _headline(report: dict) -> list[str]:
         )
 
     def memory(large: dict) -> str:
-        return f"{large['peak_rss_mib']} MiB (+{large['peak_growth_mib']} MiB)"
+        worst = max(large["workers"], key=lambda w: w["rss_peak_mib"] - w["rss_before_mib"])
+        served = worst.get("large_uploads_served")
+        return f"{large['peak_rss_mib']} MiB (+{large['peak_growth_mib']} MiB" + (
+            f", in the worker serving {served} of them at once)" if served else ")"
+        )
 
     size_mb = a["large_uploads"]["upload_bytes"] / 1e6
     return [

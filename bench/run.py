@@ -27,12 +27,12 @@ from tqdm import tqdm
 from bench import accounting, audio, load, measure, report
 from bench.stack import (
     ROOT,
+    access_log,
     cpu_seconds,
     free_port,
     gunicorn,
     machine_busy_seconds,
     manage,
-    request_times,
     transcription_api,
     wait_for,
 )
@@ -262,14 +262,22 @@ class Bench:
         log(f"{mode}: {args.large_uploads} uploads of {size:.1f} MB, web workers' memory sampled")
         self.api.latency = 0.0
         candidates = self.candidates(f"{mode}-large", args.large_concurrency, base_url)
-        result = load.large_uploads(
+        result, uploads = load.large_uploads(
             candidates,
             clip=self.large,
             per_candidate=max(1, args.large_uploads // args.large_concurrency),
             worker_pids=server.children(),
         )
         self._collect(candidates)
-        return result
+        # Which worker served each large upload (they all ran at once).
+        served = access_log(self.logs / f"web-{mode}-access.log")
+        for worker in result["workers"]:
+            worker["large_uploads_served"] = sum(
+                pid == worker["pid"]
+                for u in uploads
+                for pid, _ in served.get(f"/api/upload-answer/{u.session_id}/{u.question_id}", [])
+            )
+        return result, uploads
 
     def burst(self, mode: str, base_url: str, *, group="burst") -> tuple[dict, list[load.Upload]]:
         args = self.args
@@ -424,7 +432,7 @@ class Bench:
             finishes=finishes,
             rows=accounting.answer_rows(sessions),
             api=self.api,
-            server_times=request_times(self.logs / "web-async-access.log"),
+            server_times=access_log(self.logs / "web-async-access.log"),
             concurrency=args.queue_workers,
             in_request=False,
         )
@@ -496,7 +504,7 @@ class Bench:
             finishes=finishes,
             rows=accounting.answer_rows(sessions),
             api=self.api,
-            server_times=request_times(self.logs / "web-sync-access.log"),
+            server_times=access_log(self.logs / "web-sync-access.log"),
             concurrency=args.web_workers * args.web_threads,
             in_request=True,
         )

@@ -131,9 +131,9 @@ def gunicorn(
             # A baseline request waits for the engine; gunicorn must not kill it.
             "--timeout=300",
             "--graceful-timeout=10",
-            # The time each request spent in the worker, in microseconds (%(D)s).
+            # Which worker served each request, and its time there in microseconds (%(D)s).
             f"--access-logfile={logs / f'{name}-access.log'}",
-            "--access-logformat=%(m)s %(U)s %(s)s %(D)s",
+            "--access-logformat=%(p)s %(m)s %(U)s %(s)s %(D)s",
         ],
         env=env,
         logs=logs,
@@ -154,15 +154,16 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def request_times(access_log: Path) -> dict[str, list[float]]:
-    """Return the seconds each request spent in a gunicorn worker, by path, from its access log."""
-    times: dict[str, list[float]] = {}
+def access_log(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """Return, by URL path, the worker pid and seconds in the worker of each request."""
+    requests: dict[str, list[tuple[int, float]]] = {}
     with contextlib.suppress(OSError):
-        for line in access_log.read_text().splitlines():
+        for line in path.read_text().splitlines():
             parts = line.split()
-            if len(parts) == 4 and parts[3].isdigit():
-                times.setdefault(parts[1], []).append(int(parts[3]) / 1e6)
-    return times
+            if len(parts) == 5 and parts[4].isdigit():
+                pid = int(parts[0].strip("<>"))
+                requests.setdefault(parts[2], []).append((pid, int(parts[4]) / 1e6))
+    return requests
 
 
 def cpu_seconds(process_group: int) -> float:
