@@ -85,10 +85,12 @@ class Process:
         return self.popen.poll() is None
 
     def stop(self, *, sig: int = signal.SIGTERM) -> None:
-        """Ask the whole process group to stop; kill it if it has not by the deadline."""
+        """Ask the process to stop; kill its whole group if it has not by the deadline."""
         if self.alive():
             try:
-                os.killpg(self.popen.pid, sig)
+                # The leader alone: it stops its own children (a qcluster signalled as a
+                # whole group hangs until killed).
+                os.kill(self.popen.pid, sig)
                 self.popen.wait(self.stop_timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(self.popen.pid, signal.SIGKILL)
