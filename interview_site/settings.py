@@ -186,7 +186,7 @@ MONGODB_DB = os.environ.get("MONGODB_DB") or "interview_practice"
 MONGODB_TIMEOUT_MS = env_int("MONGODB_TIMEOUT_MS", 5000)
 # Audio of answers that are not being transcribed is deleted after this many hours.
 AUDIO_RETENTION_HOURS = env_int("AUDIO_RETENTION_HOURS", 24)
-EMBEDDED_MONGODB_PATH = Path(os.environ.get("EMBEDDED_MONGODB_PATH") or VAR_DIR / "mongo.sqlite3")
+EMBEDDED_MONGODB_PATH = Path(os.environ.get("EMBEDDED_MONGODB_PATH") or VAR_DIR / "mongo")
 
 # --- Transcription and scoring --------------------------------------------
 

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from sessions_app.services import question_bank_load, session_create
 from tests.engines import ScriptedTranscriber
-from tests.support import free_port, manage, process_env, speak, wait_for
+from tests.support import EmbeddedMongo, speak, wait_for
 from transcription import storage
 
 TEST_MONGODB_DB = "interview_practice_test"
@@ -22,16 +22,8 @@ def mongo_uri(tmp_path_factory):
     uri = os.environ.get("MONGODB_URI")
     server = None
     if not uri:
-        port = free_port()
-        folder = tmp_path_factory.mktemp("embedded-mongo")
-        server = manage(
-            "embedded_mongo",
-            f"--port={port}",
-            f"--path={folder / 'mongo.sqlite3'}",
-            log=folder / "server.log",
-            env=process_env(),
-        )
-        uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        server = EmbeddedMongo(tmp_path_factory.mktemp("embedded-mongo")).start()
+        uri = server.uri
     # Child processes (qcluster, gunicorn) inherit these.
     os.environ["MONGODB_URI"] = settings.MONGODB_URI = uri
     os.environ["MONGODB_DB"] = settings.MONGODB_DB = TEST_MONGODB_DB

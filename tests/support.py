@@ -1,14 +1,9 @@
 """Helpers the tests share: real processes, speech, the queue, waiting on a condition."""
 
-import contextlib
 import hashlib
 import os
 import re
-import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 from django.db import connection
@@ -17,27 +12,15 @@ from django_q.brokers import get_broker
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
+import harness
+from harness import ROOT, Process, free_port, manage, wait_for  # noqa: F401 - for the tests
 from sessions_app.models import Answer, InterviewSession
 
-ROOT = Path(__file__).resolve().parent.parent
 
-
-def wait_for(condition, *, timeout: float = 30, what: str = "the condition"):
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def process_env(**overrides: str) -> dict[str, str]:
+    """Return the environment for a child process that shares the tests' databases."""
+    env = os.environ | {"DJANGO_DEBUG": "1", "PYTHONUNBUFFERED": "1"}
+    return env | {key: str(value) for key, value in overrides.items()}
 
 
 def database_url() -> str:
@@ -48,94 +31,11 @@ def database_url() -> str:
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
-def process_env(**overrides: str) -> dict[str, str]:
-    """Return the environment for a child process that shares the tests' databases."""
-    env = os.environ | {"DJANGO_DEBUG": "1", "PYTHONUNBUFFERED": "1"}
-    return env | {key: str(value) for key, value in overrides.items()}
-
-
-class Process:
-    """A child process in its own process group, with its output in a log file."""
-
-    def __init__(
-        self,
-        args: list[str],
-        *,
-        log: Path,
-        env: dict[str, str],
-        cwd: Path = ROOT,
-        stop_timeout: float = 20,
-    ):
-        self.log = log
-        self.stop_timeout = stop_timeout
-        self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(
-            args,
-            cwd=cwd,
-            env=env,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, *, sig: int = signal.SIGTERM) -> None:
-        """Ask the process to stop; kill its whole group if it has not by the deadline."""
-        if self.alive():
-            try:
-                # The leader alone: it stops its own children (a qcluster signalled as a
-                # whole group hangs until killed).
-                os.kill(self.popen.pid, sig)
-                self.popen.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(10)
-            except ProcessLookupError:
-                pass
-        with contextlib.suppress(ProcessLookupError):
-            # Children left behind in the group (a killed qcluster's workers).
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self._log_file.close()
-
-
-def manage(*args: str, **options) -> Process:
-    return Process([sys.executable, "manage.py", *args], **options)
-
-
-class EmbeddedMongo:
-    """An embedded MongoDB server process of a test's own, to stop and start again."""
+class EmbeddedMongo(harness.EmbeddedMongo):
+    """An embedded MongoDB server process of a test's own, to stop, kill and start again."""
 
     def __init__(self, folder: Path):
-        self.folder = folder
-        self.port = free_port()
-        self.uri = f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
-        self.process: Process | None = None
-        self.starts = 0
-
-    def start(self) -> "EmbeddedMongo":
-        self.starts += 1
-        self.process = manage(
-            "embedded_mongo",
-            f"--port={self.port}",
-            f"--path={self.folder / 'mongo.sqlite3'}",
-            log=self.folder / f"mongo-{self.starts}.log",
-            env=process_env(),
-        )
-        wait_for(self._answers, what=f"the embedded MongoDB on port {self.port}")
-        return self
-
-    def stop(self) -> None:
-        self.process.stop()
-        assert not self._answers()
-
-    def _answers(self) -> bool:
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+        super().__init__(folder, env=process_env())
 
 
 def start_qcluster(tmp_path: Path, **env: str) -> Process:

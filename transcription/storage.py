@@ -1,5 +1,15 @@
-"""Answer audio in MongoDB GridFS: the only place audio is kept, and only until transcribed."""
+"""Answer audio in MongoDB GridFS: the only place audio is kept, and only until transcribed.
 
+Uploads are written the way the GridFS specification describes, by this module rather than
+pymongo's ``GridIn``: each chunk is inserted as it is read from the upload (so a request
+holds one chunk in memory, not the whole file), the files document last (so a reader never
+finds a file whose chunks are missing), and a failed write removes what it wrote. The two
+GridFS indexes are created once per process and database, not checked on every upload
+(pymongo's check is a query whose cost, on some servers, grows with the files held).
+Reads and deletes use pymongo's ``GridFSBucket``: the stored layout is standard GridFS.
+"""
+
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -7,16 +17,20 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 import gridfs
-from bson import ObjectId
+from bson import Binary, ObjectId
 from bson.errors import InvalidId
 from django.conf import settings
-from pymongo import MongoClient
+from pymongo import ASCENDING, MongoClient
 from pymongo.errors import PyMongoError
 
 BUCKET = "fs"
 CHUNK_SIZE = 1024 * 1024  # fewer, larger chunks: each chunk is one insert
+# The indexes the GridFS specification asks for, under the names drivers give them.
+FILES_INDEX = [("filename", ASCENDING), ("uploadDate", ASCENDING)]
+CHUNKS_INDEX = [("files_id", ASCENDING), ("n", ASCENDING)]
 
 _clients: dict[tuple[int, str], MongoClient] = {}
+_indexed: set[tuple[int, str, str]] = set()
 
 
 class StorageUnavailable(Exception):
@@ -49,6 +63,18 @@ def ping() -> None:
         get_database().command("ping")
 
 
+def ensure_indexes() -> None:
+    """Create the GridFS indexes (a no-op when they exist); once per process and database."""
+    key = (os.getpid(), settings.MONGODB_URI, settings.MONGODB_DB)
+    if key in _indexed:
+        return
+    database = get_database()
+    with mongo_errors():
+        database[f"{BUCKET}.files"].create_index(FILES_INDEX)
+        database[f"{BUCKET}.chunks"].create_index(CHUNKS_INDEX, unique=True)
+    _indexed.add(key)
+
+
 def _bucket() -> gridfs.GridFSBucket:
     return gridfs.GridFSBucket(get_database(), bucket_name=BUCKET, chunk_size_bytes=CHUNK_SIZE)
 
@@ -77,7 +103,10 @@ def store_audio(
     user_id: int,
     content_type: str,
 ) -> str:
-    """Store one answer's audio and return its GridFS id."""
+    """Store one answer's audio and return its GridFS id.
+
+    Nothing of it stays stored if this raises: the chunks written so far are removed.
+    """
     metadata = {
         "session_id": session_id,
         "question_id": question_id,
@@ -88,8 +117,50 @@ def store_audio(
     }
     # The name is ours, never the uploaded file's name.
     filename = f"session-{session_id}-question-{question_id}"
-    with mongo_errors():
-        return str(_bucket().upload_from_stream(filename, source, metadata=metadata))
+    ensure_indexes()
+    database = get_database()
+    file_id = ObjectId()
+    try:
+        with mongo_errors():
+            length = 0
+            for n, data in enumerate(_chunks(source)):
+                database[f"{BUCKET}.chunks"].insert_one(
+                    {"files_id": file_id, "n": n, "data": Binary(data)}
+                )
+                length += len(data)
+            # Last: from here on the file is complete and readable.
+            database[f"{BUCKET}.files"].insert_one(
+                {
+                    "_id": file_id,
+                    "length": length,
+                    "chunkSize": CHUNK_SIZE,
+                    "uploadDate": datetime.now(UTC),
+                    "filename": filename,
+                    "metadata": metadata,
+                }
+            )
+    except BaseException:
+        _remove_partial(database, file_id)
+        raise
+    return str(file_id)
+
+
+def _chunks(source: BinaryIO | bytes) -> Iterator[bytes]:
+    """Yield the upload in CHUNK_SIZE pieces, reading one at a time from a file."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        view = memoryview(source)
+        for start in range(0, len(view), CHUNK_SIZE):
+            yield bytes(view[start : start + CHUNK_SIZE])
+        return
+    while data := source.read(CHUNK_SIZE):
+        yield data
+
+
+def _remove_partial(database, file_id: ObjectId) -> None:
+    """Best effort: remove a failed write's files document (if any) and chunks."""
+    with contextlib.suppress(PyMongoError):
+        database[f"{BUCKET}.files"].delete_one({"_id": file_id})
+        database[f"{BUCKET}.chunks"].delete_many({"files_id": file_id})
 
 
 def get_audio(file_id: str) -> bytes:

@@ -1,16 +1,27 @@
-import asyncio
-import signal
+import os
+import shutil
+import sys
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from pymongo.uri_parser import parse_uri
+
+DAEMON = "secantusd-py"
+
+
+def daemon_path() -> str | None:
+    """The SecantusDB daemon of this interpreter's environment, else the one on PATH."""
+    beside = Path(sys.executable).with_name(DAEMON)
+    return str(beside) if beside.exists() else shutil.which(DAEMON)
 
 
 class Command(BaseCommand):
     # A database server of its own: it needs none of the project's URLs, models or checks.
     requires_system_checks = []
     help = (
-        "Run the embedded MongoDB wire-protocol server (mongoeco, SQLite engine) in the foreground."
+        "Run the embedded MongoDB for development and tests: SecantusDB (WiredTiger storage, "
+        "GPL-2.0), in the foreground, as this very process (SIGTERM or Ctrl-C stops it)."
     )
 
     def add_arguments(self, parser):
@@ -18,31 +29,33 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=host, help=f"default {host}, from MONGODB_URI")
         parser.add_argument("--port", type=int, default=port, help=f"default {port}")
         parser.add_argument(
-            "--path", default=str(settings.EMBEDDED_MONGODB_PATH), help="SQLite file for the data"
+            "--path",
+            default=str(settings.EMBEDDED_MONGODB_PATH),
+            help="directory for the data (WiredTiger files), created if missing",
         )
 
     def handle(self, *, host, port, path, **options):
-        try:
-            from mongoeco.engines import SQLiteEngine
-            from mongoeco.wire.proxy import AsyncMongoEcoProxyServer
-        except ImportError as exc:
+        daemon = daemon_path()
+        if daemon is None:
             raise CommandError(
-                f"mongoeco is not installed ({exc}): install requirements-local.txt"
-            ) from exc
-        asyncio.run(self._serve(AsyncMongoEcoProxyServer, SQLiteEngine(path), host, port, path))
-
-    async def _serve(self, server_class, engine, host, port, path):
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        server = server_class(engine=engine, host=host, port=port)
-        try:
-            address = await server.start()
-        except OSError as exc:
-            raise CommandError(f"Cannot listen on {host}:{port}: {exc}") from exc
-        self.stdout.write(f"Embedded MongoDB listening on {address.uri} (data in {path})")
+                f"SecantusDB's {DAEMON} is not installed: install requirements-local.txt"
+            )
+        Path(path).mkdir(parents=True, exist_ok=True)
+        self.stdout.write(
+            f"Embedded MongoDB (SecantusDB) starting on mongodb://{host}:{port}/"
+            f"?directConnection=true (data in {path})"
+        )
         self.stdout.flush()
-        await stop.wait()
-        await server.close()
-        self.stdout.write("Embedded MongoDB stopped")
+        sys.stderr.flush()
+        # Replace this process with the server: the pid a supervisor (honcho, the tests,
+        # the benchmark) holds is the server's, so SIGTERM, Ctrl-C and kill -9 reach it.
+        os.execv(
+            daemon,
+            [
+                daemon,
+                f"--host={host}",
+                f"--port={port}",
+                f"--storage-path={path}",
+                "--log-level=WARNING",
+            ],
+        )
