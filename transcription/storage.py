@@ -20,7 +20,7 @@ import gridfs
 from bson import Binary, ObjectId
 from bson.errors import InvalidId
 from django.conf import settings
-from pymongo import ASCENDING, MongoClient
+from pymongo import ASCENDING, MongoClient, WriteConcern
 from pymongo.errors import PyMongoError
 
 BUCKET = "fs"
@@ -128,8 +128,10 @@ def store_audio(
                     {"files_id": file_id, "n": n, "data": Binary(data)}
                 )
                 length += len(data)
-            # Last: from here on the file is complete and readable.
-            database[f"{BUCKET}.files"].insert_one(
+            # Last: from here on the file is complete and readable. Journaled: the reply
+            # comes once the server's log holds it and every chunk written before it, so an
+            # upload answered 202 survives the server's crash (kill -9, OOM, power).
+            _journaled(database[f"{BUCKET}.files"]).insert_one(
                 {
                     "_id": file_id,
                     "length": length,
@@ -143,6 +145,12 @@ def store_audio(
         _remove_partial(database, file_id)
         raise
     return str(file_id)
+
+
+def _journaled(collection):
+    """The collection with this client's write concern plus j: true."""
+    concern = collection.write_concern.document | {"j": True}
+    return collection.with_options(write_concern=WriteConcern(**concern))
 
 
 def _chunks(source: BinaryIO | bytes) -> Iterator[bytes]:
