@@ -34,3 +34,18 @@ def get_transcriber():
 @cache
 def _load(path: str):
     return import_string(path)()
+
+
+def preload() -> None:
+    """Import the configured engine and the libraries it needs, loading no model.
+
+    Safe before a fork: qcluster calls it before it forks its workers, so each worker starts
+    with the imports done (and shares their memory) instead of paying them on its first job.
+    """
+    engine_class = import_string(ENGINES.get(settings.TRANSCRIBER, settings.TRANSCRIBER))
+    getattr(engine_class, "preload", lambda: None)()
+
+
+def warm_up() -> None:
+    """Make this process's engine ready for its first job (in a worker, after the fork)."""
+    getattr(get_transcriber(), "warm_up", lambda: None)()

@@ -75,6 +75,18 @@ class LocalWhisperTranscriber:
     def __init__(self):
         self._model = None
 
+    @staticmethod
+    def preload() -> None:
+        """Import faster-whisper and PyAV and unpack the model, loading nothing (fork-safe)."""
+        import av  # noqa: F401
+        import faster_whisper  # noqa: F401
+
+        ensure_model_dir(Path(settings.WHISPER_MODEL_DIR))
+
+    def warm_up(self) -> None:
+        """Load the model now, before the first job needs it."""
+        self._load_model()
+
     def _load_model(self):
         if self._model is None:
             try:

@@ -46,6 +46,10 @@ TRANSIENT_STATUSES = {408, 409, 429}
 class OpenAITranscriber:
     """Send answer audio to ``/audio/transcriptions`` and return its text and language."""
 
+    def warm_up(self) -> None:
+        """Make this process's client (the SDK is imported before the fork, with this module)."""
+        openai_client()
+
     def transcribe(
         self,
         audio: bytes,
