@@ -144,11 +144,15 @@ def _named(data: bytes, clip: Clip):
 GRIDFS_PROBE_DATABASE = "bench_gridfs_probe"
 
 
-def gridfs_scaling(clip: Clip, *, held_mb: tuple[float, ...], repeats: int = 3) -> dict:
+def gridfs_scaling(clip: Clip, *, held_files: tuple[int, ...], repeats: int = 11) -> dict:
     """Time the app's GridFS write, read and delete of ``clip`` while MongoDB holds more audio.
 
-    Uses the storage functions the app uses, on a database of its own in the same server.
+    Uses the storage functions the app uses, on a database of its own in the same server,
+    with other answers' audio (the same clip) held in it: 0, 50, 300, 600 files... Beside
+    them, pymongo's own ``GridFSBucket.upload_from_stream`` (what the app used before: it
+    checks the indexes on every upload and collects the chunks before inserting them).
     """
+    import gridfs
     from django.test import override_settings
 
     from transcription import storage
@@ -156,20 +160,22 @@ def gridfs_scaling(clip: Clip, *, held_mb: tuple[float, ...], repeats: int = 3) 
     data = clip.data
     levels = []
     with override_settings(MONGODB_DB=GRIDFS_PROBE_DATABASE):
-        client = storage.get_database().client
+        database = storage.get_database()
+        client = database.client
         client.drop_database(GRIDFS_PROBE_DATABASE)
-        stored = 0
+        bucket = gridfs.GridFSBucket(database, chunk_size_bytes=storage.CHUNK_SIZE)
+        held = 0
         ids = {"session_id": 0, "question_id": 0, "user_id": 0}
 
         def store() -> str:
             return storage.store_audio(data, content_type=clip.content_type, **ids)
 
         try:
-            for megabytes in held_mb:
-                while stored + len(data) <= megabytes * 1e6:
+            for files in held_files:
+                while held < files:
                     store()
-                    stored += len(data)
-                writes, reads, deletes = [], [], []
+                    held += 1
+                writes, reads, deletes, driver_writes = [], [], [], []
                 for _ in range(repeats):
                     started = time.perf_counter()
                     file_id = store()
@@ -180,17 +186,29 @@ def gridfs_scaling(clip: Clip, *, held_mb: tuple[float, ...], repeats: int = 3) 
                     started = time.perf_counter()
                     storage.delete_audio(file_id)
                     deletes.append(time.perf_counter() - started)
+                    started = time.perf_counter()
+                    driver_id = bucket.upload_from_stream("probe", data)
+                    driver_writes.append(time.perf_counter() - started)
+                    bucket.delete(driver_id)
                 levels.append(
                     {
-                        "held_mb": round(stored / 1e6, 1),
+                        "held_files": held,
+                        "held_mb": round(held * len(data) / 1e6, 1),
                         "write_ms": round(statistics.median(writes) * 1000, 1),
+                        "write_p90_ms": round(_quantile(writes, 0.9) * 1000, 1),
                         "read_ms": round(statistics.median(reads) * 1000, 1),
                         "delete_ms": round(statistics.median(deletes) * 1000, 1),
+                        "driver_write_ms": round(statistics.median(driver_writes) * 1000, 1),
                     }
                 )
         finally:
             client.drop_database(GRIDFS_PROBE_DATABASE)
     return {"upload_bytes": clip.size, "repeats": repeats, "levels": levels}
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def engine_speed(clip: Clip, *, warmup: Clip, beam_sizes: tuple[int, ...] = (1, 5)) -> dict:

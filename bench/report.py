@@ -414,18 +414,25 @@ def _gridfs(scaling: dict) -> list[str]:
         f"## The embedded MongoDB: cost of one {scaling['upload_bytes'] / 1000:.0f} KB answer "
         "against the audio it already holds",
         "",
-        "The app's own `store_audio`, `get_audio` and `delete_audio`, one at a time on an idle "
-        f"server, median of {scaling['repeats']}:",
+        "The app's own `store_audio` (chunks streamed, files document last and journaled, "
+        "indexes made once per process), `get_audio` and `delete_audio`, one at a time on an "
+        f"idle server, median of {scaling['repeats']}; beside them pymongo's "
+        "`GridFSBucket.upload_from_stream` (the app's write before: an index check per upload, "
+        "chunks collected first):",
         "",
-        "| audio held | write | read | delete |",
-        "|---|---|---|---|",
+        "| files held | audio held | store_audio | p90 | get_audio | delete_audio "
+        "| driver's upload_from_stream |",
+        "|---|---|---|---|---|---|---|",
     ]
     lines += [
         _row(
+            str(level.get("held_files", "—")),
             f"{level['held_mb']} MB",
             f"{level['write_ms']} ms",
+            f"{level.get('write_p90_ms', '—')} ms",
             f"{level['read_ms']} ms",
             f"{level['delete_ms']} ms",
+            f"{level.get('driver_write_ms', '—')} ms",
         )
         for level in scaling["levels"]
     ]
@@ -499,13 +506,15 @@ def markdown(report: dict) -> str:
         f"{machine['load_average_at_end'][0]} at the end; {config['database']}, "
         f"{config['mongodb']}; run time {report['run_seconds']:.0f} s.",
         "",
-        f"Load: {config['candidates']} candidates at once, {config['questions']} answers each "
+        f"Load ({config.get('profile', 'standard')} profile): "
+        f"{config['candidates']} candidates at once, {config['questions']} answers each "
         f"({clips['answer_seconds']}, {clips['answer_kb']} KB webm/opus), each answer spoken "
         f"for its length × {config['speak_scale']} before its upload, then Finish; "
         f"transcription API latency uniform {config['latency_s'][0]}–{config['latency_s'][1]} s. "
         f"Both modes: gunicorn with {config['web_workers']} workers × {config['web_threads']} "
-        f"threads. Async: qcluster with {config['queue_workers']} workers. Sync: "
-        f"`TRANSCRIBE_IN_REQUEST=1`, so its {threads} request threads are its transcription "
+        f"threads. Async: qcluster with {config['queue_workers']} workers. Sync: gunicorn "
+        "serves `bench.sync_wsgi`, which runs each accepted upload's transcription job in the "
+        f"request before answering, so its {threads} request threads are its transcription "
         "workers.",
         "",
         *_headline(report),

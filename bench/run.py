@@ -1,8 +1,10 @@
 """`make bench`: the queued upload pipeline against the synchronous baseline, side by side.
 
-    python -m bench.run           # the full run, about ten minutes: bench/results/latest.*
-    python -m bench.run --quick   # under two minutes; fails on any lost, duplicated or
-                                  # orphaned answer (CI): bench/results/quick.*
+    python -m bench.run                    # the standard load, about ten minutes:
+                                           # bench/results/latest.*
+    python -m bench.run --profile gentle   # candidates speak each answer for its full length
+    python -m bench.run --quick            # under two minutes; fails on any lost, duplicated
+                                           # or orphaned answer (CI): bench/results/quick.*
 
 It starts every process itself (embedded MongoDB or MONGODB_URI, gunicorn, qcluster), serves
 a fake transcription API in this process, drives simulated candidates over HTTP, and stops
@@ -29,6 +31,8 @@ from bench.stack import (
     ROOT,
     access_log,
     cpu_seconds,
+    embedded_mongo,
+    embedded_mongo_version,
     free_port,
     gunicorn,
     machine_busy_seconds,
@@ -42,14 +46,17 @@ CACHE = ROOT / "bench" / ".cache"
 ANSWER_SECONDS = (20.0, 58.0)
 
 PRESETS = {
-    "full": {
+    # Candidates speak each answer for a tenth of its length, so their uploads come in a
+    # burst and the queue holds a backlog: the load the embedded MongoDB must stay flat under.
+    "standard": {
         "candidates": 50,
         "questions": 2,
         "queue_workers": 16,
         "web_workers": 2,
         "web_threads": 8,
         "latency": (5.0, 15.0),
-        "speak_scale": 1.0,
+        "speak_scale": 0.1,
+        "engine": False,
         "burst_per_candidate": 2,
         # Just under the 25 MB limit (the Whisper API's, and MAX_UPLOAD_BYTES).
         "large_bytes": 24_900_000,
@@ -57,7 +64,27 @@ PRESETS = {
         "large_concurrency": 2,
         "idle_probes": 20,
         "breakdown_uploads": 40,
-        "gridfs_held_mb": (0, 3, 6, 12),
+        "gridfs_held_files": (0, 50, 300, 600),
+        "answer_clips": 10,
+    },
+    # The earlier standard: each answer spoken for its whole length, arrivals spread out.
+    "gentle": {
+        "candidates": 50,
+        "questions": 2,
+        "queue_workers": 16,
+        "web_workers": 2,
+        "web_threads": 8,
+        "latency": (5.0, 15.0),
+        "speak_scale": 1.0,
+        "engine": True,
+        "burst_per_candidate": 2,
+        # Just under the 25 MB limit (the Whisper API's, and MAX_UPLOAD_BYTES).
+        "large_bytes": 24_900_000,
+        "large_uploads": 2,
+        "large_concurrency": 2,
+        "idle_probes": 20,
+        "breakdown_uploads": 40,
+        "gridfs_held_files": (0, 50, 300, 600),
         "answer_clips": 10,
     },
     "quick": {
@@ -68,13 +95,14 @@ PRESETS = {
         "web_threads": 2,
         "latency": (0.2, 0.6),
         "speak_scale": 0.02,
+        "engine": False,
         "burst_per_candidate": 3,
         "large_bytes": 5_000_000,
         "large_uploads": 2,
         "large_concurrency": 2,
         "idle_probes": 3,
         "breakdown_uploads": 5,
-        "gridfs_held_mb": (0, 1),
+        "gridfs_held_files": (0, 10),
         "answer_clips": 3,
     },
 }
@@ -88,6 +116,12 @@ def log(message: str) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="small load, short latency (CI)")
+    parser.add_argument(
+        "--profile",
+        choices=["standard", "gentle"],
+        default="standard",
+        help="standard: answers spoken for 0.1 × their length (a burst); gentle: full length",
+    )
     parser.add_argument("--candidates", type=int, help="concurrent candidates (U)")
     parser.add_argument("--questions", type=int, help="answers per candidate (Q)")
     parser.add_argument("--queue-workers", type=int, help="qcluster workers (W, Q_WORKERS)")
@@ -97,11 +131,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--speak-scale", type=float, help="each answer is spoken for its length × this"
     )
-    parser.add_argument("--no-engine", action="store_true", help="skip the local engine's speed")
+    engine = parser.add_mutually_exclusive_group()
+    engine.add_argument(
+        "--engine", action="store_true", default=None, help="measure the local engine's speed"
+    )
+    engine.add_argument(
+        "--no-engine", dest="engine", action="store_false", help="skip the local engine's speed"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--out", type=Path, help="results prefix (default bench/results/latest)")
     args = parser.parse_args(argv)
-    for name, value in PRESETS["quick" if args.quick else "full"].items():
+    for name, value in PRESETS["quick" if args.quick else args.profile].items():
         if getattr(args, name, None) is None:
             setattr(args, name, value)
     args.out = args.out or RESULTS / ("quick" if args.quick else "latest")
@@ -168,7 +208,11 @@ class Bench:
         self.database_url = external_db or f"sqlite:///{self.workdir / 'bench.sqlite3'}"
         self.database_name = "DATABASE_URL" if external_db else "SQLite (WAL) in a temp dir"
         external_mongo = os.environ.get("MONGODB_URI")
-        self.mongodb_name = "MONGODB_URI" if external_mongo else "the embedded MongoDB (mongoeco)"
+        self.mongodb_name = (
+            "MONGODB_URI"
+            if external_mongo
+            else f"the embedded MongoDB (SecantusDB {embedded_mongo_version()}, WiredTiger)"
+        )
         mongo_port = free_port()
         self.mongo_uri = (
             external_mongo or f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true"
@@ -186,7 +230,6 @@ class Bench:
             "OPENAI_API_KEY": "bench",
             "UPLOAD_RATE_LIMIT": "100000/minute",
             "Q_WORKERS": str(args.queue_workers),
-            "TRANSCRIBE_IN_REQUEST": "0",
             "PYTHONUNBUFFERED": "1",
             "NO_PROXY": "127.0.0.1,localhost",
         }
@@ -198,18 +241,11 @@ class Bench:
         if external_mongo:
             self.stack.callback(self._drop_mongo_database)
         else:
-            mongo = manage(
-                "mongo",
-                "embedded_mongo",
-                f"--port={mongo_port}",
-                f"--path={self.workdir / 'mongo.sqlite3'}",
-                env=self.env,
-                logs=self.logs,
-                stop_timeout=10,
-            )
-            self.stack.callback(mongo.stop)
-            self.processes["mongo"] = mongo
-            mongo.wait_until("listening", timeout=60)
+            folder = self.workdir / "mongo"
+            folder.mkdir()
+            mongo = embedded_mongo(folder, env=self.env, port=mongo_port)
+            self.stack.callback(mongo.process.stop)
+            self.processes["mongo"] = mongo.process
         from transcription import storage
 
         wait_for(lambda: _pings(storage), timeout=30, what=f"MongoDB at {self.mongo_uri}")
@@ -241,14 +277,15 @@ class Bench:
 
     def web(self, mode: str) -> tuple:
         port = free_port()
-        env = self.env | {"TRANSCRIBE_IN_REQUEST": "1" if mode == "sync" else "0"}
         server = gunicorn(
             f"web-{mode}",
             port=port,
             workers=self.args.web_workers,
             threads=self.args.web_threads,
-            env=env,
+            env=self.env,
             logs=self.logs,
+            # The baseline: the same app, its upload's transcription job run in the request.
+            app="bench.sync_wsgi" if mode == "sync" else "interview_site.wsgi",
         )
         self.stack.callback(server.stop)
         self.processes["web"] = server
@@ -455,7 +492,9 @@ class Bench:
         out["qcluster_stop_seconds"] = round(cluster.stop(), 1)
         server.stop()
         log("async: GridFS cost against the audio the embedded MongoDB holds")
-        out["gridfs_scaling"] = measure.gridfs_scaling(self.typical, held_mb=args.gridfs_held_mb)
+        out["gridfs_scaling"] = measure.gridfs_scaling(
+            self.typical, held_files=args.gridfs_held_files
+        )
         return [u.wait for u in interview_uploads if u.accepted]
 
     def idle_probe(self, base_url: str) -> tuple[dict, list[load.Upload]]:
@@ -547,6 +586,7 @@ def _pings(storage) -> bool:
 
 
 def targets(results: dict, args) -> list[dict]:
+    """The issue's targets (issue 10), each with what this run measured."""
     a, s = results["async"], results["sync"]
     a_p95 = a["interview"]["wait_s"].get("p95")
     s_p95 = s["interview"]["wait_s"].get("p95")
@@ -555,36 +595,45 @@ def targets(results: dict, args) -> list[dict]:
     drain_ratio = a["drain"].get("ratio")
     release_ratio = a["interview"].get("makespan", {}).get("ratio_to_release_aware")
     losses = {mode: accounting.problems(results[mode]["zero_loss"]) for mode in ("async", "sync")}
+    # 150 ms at 50 candidates, 300 ms at 200 (the scaling run measures the larger loads).
+    wait_limit = 0.15 if args.candidates <= 50 else 0.3
+    writes = [level["write_ms"] for level in a.get("gridfs_scaling", {}).get("levels", [])]
     return [
         {
-            "target": "async wait p95 at least 20× below the sync p95",
+            "target": "sync ÷ async at p95 at least 100×",
             "measured": f"{s_p95 / a_p95:.0f}× ({a_p95 * 1000:.0f} ms vs {s_p95:.1f} s)"
             if a_p95 and s_p95
             else "—",
-            "met": bool(a_p95 and s_p95 and s_p95 / a_p95 >= 20),
+            "met": bool(a_p95 and s_p95 and s_p95 / a_p95 >= 100),
         },
         {
-            "target": f"async wait p95 below 300 ms for a 300 KB answer at {args.candidates} "
-            "concurrent candidates (250–350 KB answers)",
+            "target": f"async wait p95 at most {wait_limit * 1000:.0f} ms for 250–350 KB "
+            f"answers at {args.candidates} concurrent candidates",
             "measured": f"{band_p95 * 1000:.0f} ms (all answers: {a_p95 * 1000:.0f} ms)"
             if band_p95 and a_p95
             else "—",
-            "met": bool(band_p95 is not None and band_p95 < 0.3),
+            "met": bool(band_p95 is not None and band_p95 <= wait_limit),
         },
         {
-            "target": "queue pickup p50 below 0.5 s when workers are idle",
+            "target": "queue pickup p50 at most 250 ms when workers are idle",
             "measured": f"{idle_p50 * 1000:.0f} ms" if idle_p50 is not None else "—",
-            "met": bool(idle_p50 is not None and idle_p50 < 0.5),
+            "met": bool(idle_p50 is not None and idle_p50 <= 0.25),
         },
         {
-            "target": "makespan within 1.25× its lower bound: backlog drain (engine time ÷ W)",
+            "target": "backlog drain makespan at most 1.15× its bound (engine time ÷ W)",
             "measured": f"{drain_ratio}×",
-            "met": bool(drain_ratio and drain_ratio <= 1.25),
+            "met": bool(drain_ratio and drain_ratio <= 1.15),
         },
         {
-            "target": "makespan within 1.25× its lower bound: interview load (release-aware bound)",
+            "target": "interview makespan within 1.25× its release-aware bound",
             "measured": f"{release_ratio}×",
             "met": bool(release_ratio and release_ratio <= 1.25),
+        },
+        {
+            "target": "store_audio of one answer: median at most 20 ms at every amount held "
+            f"({', '.join(str(n) for n in args.gridfs_held_files)} files)",
+            "measured": " / ".join(f"{ms} ms" for ms in writes) or "—",
+            "met": bool(writes) and max(writes) <= 20,
         },
         {
             "target": "zero lost, failed, duplicated or orphaned answers",
@@ -606,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
             info = machine()
             bench.prepare()
             waits = {"async": bench.run_async(), "sync": bench.run_sync()}
-            engine = None if args.no_engine else bench.engine()
+            engine = bench.engine() if args.engine else None
         # Every process has stopped here.
         results = bench.results
         full = {
@@ -621,6 +670,7 @@ def main(argv: list[str] | None = None) -> int:
                 "web_workers": args.web_workers,
                 "web_threads": args.web_threads,
                 "latency_s": list(args.latency),
+                "profile": "quick" if args.quick else args.profile,
                 "speak_scale": args.speak_scale,
                 "burst_per_candidate": args.burst_per_candidate,
                 "database": bench.database_name,
