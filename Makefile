@@ -13,7 +13,7 @@ MONGO_PORT ?= 27018
 # Local development and tests run with DEBUG on; production settings need DJANGO_SECRET_KEY.
 export DJANGO_DEBUG ?= 1
 
-.PHONY: install setup run test lint bench
+.PHONY: install setup run test lint bench bench-scaling
 
 $(BIN)/.installed: requirements.txt requirements-local.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.13 is needed (python3.13 on PATH or under pyenv)"; exit 1; }
@@ -49,3 +49,9 @@ lint: install
 # duplicated or orphaned answer. BENCH_ARGS passes options: `make bench BENCH_ARGS=--help`.
 bench: install
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+# How cost grows with the work (candidates, web workers, clusters) on SQLite and PostgreSQL
+# (BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/interview_bench): about
+# ten minutes.
+bench-scaling: install
+	$(BIN)/python -m bench.scaling $(if $(QUICK),--quick) $(BENCH_ARGS)

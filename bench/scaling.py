@@ -20,7 +20,7 @@ transcription API) and:
 Around each measurement, the cores used by every process (MongoDB, gunicorn, each qcluster,
 this process) and by the rest of the machine. Writes bench/results/scaling.json, .md, .png.
 PostgreSQL: DATABASE_URL for it comes from --postgres (default BENCH_POSTGRES_URL or
-postgres://postgres@127.0.0.1:5432/h10); the database is created if missing.
+postgres://postgres@127.0.0.1:5432/interview_bench); the database is created if missing.
 """
 
 import argparse
@@ -39,7 +39,7 @@ from bench import accounting, load, report
 from bench.stack import ROOT, manage, wait_for
 
 RESULTS = ROOT / "bench" / "results"
-DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/h10"
+DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/interview_bench"
 CLUSTER_WORKERS = 8
 CLUSTER_LATENCY = 0.5
 LEVELS = {

@@ -122,7 +122,7 @@ def transcription_api(*, latency: tuple[float, float]):
     import threading
 
     from bench.accounting import ANSWER_FILENAME
-    from tests.openai_server import FakeOpenAI
+    from fake_openai import FakeOpenAI
 
     class RecordingOpenAI(FakeOpenAI):
         """Remember the latency drawn for each answer (the engine's filename is its id)."""
