@@ -6,27 +6,34 @@ from collections import Counter
 from bench.load import Upload
 from bench.stack import wait_for
 
-ANSWER_FILENAME = re.compile(r"answer-(\d+)")
+# The job names the recording it sends to the engine after its transcription's id.
+ANSWER_FILENAME = re.compile(r"transcription-(\d+)")
 
 
 def answer_rows(session_ids: set[int]) -> dict[tuple[int, int], dict]:
-    """Return each answer of these sessions by (session, question), times as epoch seconds."""
+    """Return each answer of these sessions by (session, question), times as epoch seconds.
+
+    ``pk`` is the answer's transcription's id: the id the engine sees in the file name.
+    """
+    from django.db.models import F
+
     from sessions_app.models import Answer
 
     rows = {}
-    fields = [
-        "pk",
+    for row in Answer.objects.filter(session_id__in=session_ids).values(
         "session_id",
         "question_id",
-        "transcription_status",
-        "gridfs_file_id",
-        "attempts",
-        "created_at",
-        "processing_started_at",
-        "transcribed_at",
         "score",
-    ]
-    for row in Answer.objects.filter(session_id__in=session_ids).values(*fields):
+        answer_id=F("id"),
+        pk_=F("transcription_id"),
+        transcription_status=F("transcription__status"),
+        gridfs_file_id=F("transcription__gridfs_file_id"),
+        attempts=F("transcription__attempts"),
+        created_at=F("transcription__created_at"),
+        processing_started_at=F("transcription__processing_started_at"),
+        transcribed_at=F("transcription__transcribed_at"),
+    ):
+        row["pk"] = row.pop("pk_")
         for name in ("created_at", "processing_started_at", "transcribed_at"):
             row[name] = row[name].timestamp() if row[name] else None
         rows[(row["session_id"], row["question_id"])] = row
@@ -36,15 +43,20 @@ def answer_rows(session_ids: set[int]) -> dict[tuple[int, int], dict]:
 def settle(session_ids: set[int], *, timeout: float, progress=None) -> bool:
     """Wait until every answer is completed or failed and no completed one holds audio."""
     from sessions_app.models import Answer
+    from transcription.models import Transcription
 
     answers = Answer.objects.filter(session_id__in=session_ids)
 
     def settled() -> bool:
         unfinished = answers.filter(
-            transcription_status__in=[Answer.Status.QUEUED, Answer.Status.PROCESSING]
+            transcription__status__in=[
+                Transcription.Status.QUEUED,
+                Transcription.Status.PROCESSING,
+            ]
         ).count()
         holding = answers.filter(
-            transcription_status=Answer.Status.COMPLETED, gridfs_file_id__isnull=False
+            transcription__status=Transcription.Status.COMPLETED,
+            transcription__gridfs_file_id__isnull=False,
         ).count()
         if progress:
             progress(unfinished + holding)
@@ -59,13 +71,14 @@ def settle(session_ids: set[int], *, timeout: float, progress=None) -> bool:
 
 def wait_until_completed(session_id: int, question_id: int, *, timeout: float) -> None:
     from sessions_app.models import Answer
+    from transcription.models import Transcription
 
     wait_for(
         lambda: Answer.objects.filter(
             session_id=session_id,
             question_id=question_id,
-            transcription_status=Answer.Status.COMPLETED,
-            gridfs_file_id__isnull=True,
+            transcription__status=Transcription.Status.COMPLETED,
+            transcription__gridfs_file_id__isnull=True,
         ).exists(),
         timeout=timeout,
         what=f"answer {session_id}/{question_id} to complete",

@@ -10,7 +10,7 @@ from collections import defaultdict
 from bench.audio import Clip
 
 # (step, module, class or None, function). Each step's time excludes the steps nested in it
-# (the enqueue runs when the answer's transaction commits, inside the database step).
+# (the transcription row and the enqueue are written in the answer's transaction).
 UPLOAD_STEPS = [
     ("database connection", "django.db.backends.base.base", "BaseDatabaseWrapper", "connect"),
     (
@@ -24,7 +24,8 @@ UPLOAD_STEPS = [
     ("multipart parsing", "rest_framework.parsers", "MultiPartParser", "parse"),
     ("GridFS write", "transcription.storage", None, "store_audio"),
     ("database (answer row, commit)", "sessions_app.services", None, "_answer_record"),
-    ("enqueue (job row)", "sessions_app.services", None, "transcription_enqueue"),
+    ("transcription row", "transcription.services", None, "transcription_create"),
+    ("enqueue (job row)", "transcription.services", None, "_enqueue"),
 ]
 OTHER = "other (Django and DRF, question lookup, response)"
 
@@ -165,10 +166,10 @@ def gridfs_scaling(clip: Clip, *, held_files: tuple[int, ...], repeats: int = 11
         client.drop_database(GRIDFS_PROBE_DATABASE)
         bucket = gridfs.GridFSBucket(database, chunk_size_bytes=storage.CHUNK_SIZE)
         held = 0
-        ids = {"session_id": 0, "question_id": 0, "user_id": 0}
+        metadata = {"session_id": 0, "question_id": 0, "user_id": 0}
 
         def store() -> str:
-            return storage.store_audio(data, content_type=clip.content_type, **ids)
+            return storage.store_audio(data, content_type=clip.content_type, metadata=metadata)
 
         try:
             for files in held_files:

@@ -19,16 +19,18 @@ from django.utils.module_loading import import_string
 from interview_site.wsgi import application as product
 
 UPLOAD = re.compile(r"^/api/upload-answer/\d+/\d+/?$")
-JOB = "transcription.tasks.transcribe_answer"
+JOB = "transcription.tasks.transcribe"
 
 
 def transcribe_in_request(file_id: str) -> None:
-    """Run the transcription job of the answer whose audio is ``file_id``, here and now."""
-    from sessions_app.models import Answer
+    """Run the transcription job of the recording stored as ``file_id``, here and now."""
+    from transcription.models import Transcription
 
-    answer_id = Answer.objects.filter(gridfs_file_id=file_id).values_list("pk", flat=True).first()
-    if answer_id is not None:
-        import_string(JOB)(answer_id)
+    transcription_id = (
+        Transcription.objects.filter(gridfs_file_id=file_id).values_list("pk", flat=True).first()
+    )
+    if transcription_id is not None:
+        import_string(JOB)(transcription_id)
 
 
 def application(environ, start_response):

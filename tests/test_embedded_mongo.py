@@ -202,9 +202,7 @@ def test_a_write_that_fails_midway_leaves_no_chunk_and_no_file(gridfs):
     with pytest.raises(OSError, match="connection reset"):
         storage.store_audio(
             FailingAfter(data, chunks=2),
-            session_id=1,
-            question_id=2,
-            user_id=3,
+            metadata={"session_id": 1, "question_id": 2, "user_id": 3},
             content_type="audio/wav",
         )
 
@@ -221,7 +219,11 @@ def test_a_write_whose_files_document_is_refused_removes_its_chunks(gridfs, monk
     monkeypatch.setattr(storage, "ObjectId", lambda: file_id)
 
     with pytest.raises(storage.StorageUnavailable):
-        storage.store_audio(data, session_id=1, question_id=2, user_id=3, content_type="audio/wav")
+        storage.store_audio(
+            data,
+            metadata={"session_id": 1, "question_id": 2, "user_id": 3},
+            content_type="audio/wav",
+        )
 
     assert gridfs["fs.chunks"].count_documents({}) == 0
     gridfs["fs.files"].delete_one({"_id": file_id})
@@ -246,7 +248,7 @@ def test_stored_audio_is_standard_gridfs_chunks_in_order_and_the_file_last(gridf
     source = Watched(data, gridfs)
 
     file_id = storage.store_audio(
-        source, session_id=4, question_id=5, user_id=6, content_type="audio/ogg"
+        source, metadata={"session_id": 4, "question_id": 5, "user_id": 6}, content_type="audio/ogg"
     )
 
     # While its chunks were being written no reader could find the file.

@@ -12,6 +12,11 @@ class TranscriptionConfig(AppConfig):
     verbose_name = "Transcription"
 
     def ready(self):
+        from django_q.signals import post_spawn
+
+        from . import worker
+
+        post_spawn.connect(worker.on_worker_spawn, dispatch_uid="transcription-worker-stop")
         if sys.argv[1:2] == ["qcluster"]:
             engine_ready_before_the_first_job()
 

@@ -95,28 +95,15 @@ def _object_id(file_id: str) -> ObjectId:
         raise AudioNotFound(file_id) from None
 
 
-def store_audio(
-    source: BinaryIO | bytes,
-    *,
-    session_id: int,
-    question_id: int,
-    user_id: int,
-    content_type: str,
-) -> str:
-    """Store one answer's audio and return its GridFS id.
+def store_audio(source: BinaryIO | bytes, *, metadata: dict, content_type: str) -> str:
+    """Store one recording with the caller's metadata; return its GridFS id.
 
     Nothing of it stays stored if this raises: the chunks written so far are removed.
     """
-    metadata = {
-        "session_id": session_id,
-        "question_id": question_id,
-        "user_id": user_id,
+    metadata = metadata | {
         "upload_date": datetime.now(UTC),
-        "status": "queued",
         "content_type": content_type,
     }
-    # The name is ours, never the uploaded file's name.
-    filename = f"session-{session_id}-question-{question_id}"
     ensure_indexes()
     database = get_database()
     file_id = ObjectId()
@@ -137,7 +124,8 @@ def store_audio(
                     "length": length,
                     "chunkSize": CHUNK_SIZE,
                     "uploadDate": datetime.now(UTC),
-                    "filename": filename,
+                    # The name is ours, never the uploaded file's: the metadata says whose.
+                    "filename": "recording",
                     "metadata": metadata,
                 }
             )
@@ -187,14 +175,6 @@ def audio_exists(file_id: str) -> bool:
         return False
     with mongo_errors():
         return get_database()[f"{BUCKET}.files"].count_documents({"_id": oid}, limit=1) == 1
-
-
-def set_audio_status(file_id: str, status: str) -> None:
-    """Record the answer's transcription status on the stored file, for operators."""
-    with mongo_errors():
-        get_database()[f"{BUCKET}.files"].update_one(
-            {"_id": _object_id(file_id)}, {"$set": {"metadata.status": status}}
-        )
 
 
 def delete_audio(file_id: str) -> bool:
