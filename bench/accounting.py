@@ -15,25 +15,24 @@ def answer_rows(session_ids: set[int]) -> dict[tuple[int, int], dict]:
 
     ``pk`` is the answer's transcription's id: the id the engine sees in the file name.
     """
-    from django.db.models import F
-
     from sessions_app.models import Answer
 
+    fields = {
+        "pk": "transcription_id",
+        "transcription_status": "transcription__status",
+        "gridfs_file_id": "transcription__gridfs_file_id",
+        "attempts": "transcription__attempts",
+        "created_at": "transcription__created_at",
+        "processing_started_at": "transcription__processing_started_at",
+        "transcribed_at": "transcription__transcribed_at",
+    }
     rows = {}
-    for row in Answer.objects.filter(session_id__in=session_ids).values(
-        "session_id",
-        "question_id",
-        "score",
-        answer_id=F("id"),
-        pk_=F("transcription_id"),
-        transcription_status=F("transcription__status"),
-        gridfs_file_id=F("transcription__gridfs_file_id"),
-        attempts=F("transcription__attempts"),
-        created_at=F("transcription__created_at"),
-        processing_started_at=F("transcription__processing_started_at"),
-        transcribed_at=F("transcription__transcribed_at"),
+    for values in Answer.objects.filter(session_id__in=session_ids).values(
+        "id", "session_id", "question_id", "score", *fields.values()
     ):
-        row["pk"] = row.pop("pk_")
+        row = {"answer_id": values["id"], "score": values["score"]}
+        row |= {"session_id": values["session_id"], "question_id": values["question_id"]}
+        row |= {name: values[lookup] for name, lookup in fields.items()}
         for name in ("created_at", "processing_started_at", "transcribed_at"):
             row[name] = row[name].timestamp() if row[name] else None
         rows[(row["session_id"], row["question_id"])] = row

@@ -24,7 +24,7 @@ UPLOAD_STEPS = [
     ("multipart parsing", "rest_framework.parsers", "MultiPartParser", "parse"),
     ("GridFS write", "transcription.storage", None, "store_audio"),
     ("database (answer row, commit)", "sessions_app.services", None, "_answer_record"),
-    ("transcription row", "transcription.services", None, "transcription_create"),
+    ("transcription row", "sessions_app.services", None, "transcription_create"),
     ("enqueue (job row)", "transcription.services", None, "_enqueue"),
 ]
 OTHER = "other (Django and DRF, question lookup, response)"
