@@ -117,11 +117,16 @@ def transcription_delete(*, transcription: Transcription) -> None:
 
 
 def audio_discard(*, file_id: str) -> None:
-    """Delete audio nothing refers to; if MongoDB is down, cleanup_audio removes it later."""
+    """Delete audio nothing refers to; if that fails, cleanup_audio removes it later.
+
+    Often run after a commit: raising here would report a saved change as failed.
+    """
     try:
         storage.delete_audio(file_id)
     except storage.StorageUnavailable as exc:
         logger.warning("Audio not deleted, cleanup will: file=%s: %s", file_id, exc)
+    except Exception:
+        logger.exception("Audio not deleted, cleanup will: file=%s", file_id)
 
 
 def transcription_requeue(*, transcription: Transcription) -> Transcription:
