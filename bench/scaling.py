@@ -66,6 +66,9 @@ def parse_args(argv):
     parser.add_argument("--one", choices=["sqlite", "postgres"], help=argparse.SUPPRESS)
     parser.add_argument("--part", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--replot", action="store_true", help="redraw the plot and the summary from the JSON"
+    )
     args = parser.parse_args(argv)
     args.out = args.out or RESULTS / ("scaling-quick" if args.quick else "scaling")
     return args
@@ -422,12 +425,14 @@ def plot(full: dict, path: Path) -> None:
     )
     waits.axhline(300, color="red", linewidth=0.8, linestyle=":", label="300 ms")
     waits.axhline(150, color="orange", linewidth=0.8, linestyle=":", label="150 ms")
-    waits.set(xlabel="candidates at once", ylabel="wait per question (ms)", xscale="log")
+    waits.set(xlabel="candidates at once", ylabel="wait per question (ms)", yscale="log")
     waits.set_title("Upload wait, answers spoken 0.1× length")
-    rates.set(xlabel="candidates at once (x: 1/2/4 web workers)", ylabel="uploads/s", xscale="log")
+    rates.set(xlabel="candidates at once (x: 1/2/4 web workers)", ylabel="uploads/s")
     rates.set_title("Uploads per second in a burst")
     drains.set(xlabel="qcluster processes", ylabel="answers/s", xticks=ks)
     drains.set_title(f"Backlog drain, engine latency {CLUSTER_LATENCY} s")
+    for axis in (waits, rates):
+        axis.set_xticks(counts)
     for axis in (waits, rates, drains):
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=7)
@@ -438,6 +443,11 @@ def plot(full: dict, path: Path) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.replot:
+        full = json.loads(args.out.with_suffix(".json").read_text())
+        plot(full, args.out.with_suffix(".png"))
+        report.write_atomically(args.out.with_suffix(".md"), markdown(full).encode())
+        return 0
     # SIGTERM unwinds like Ctrl-C: every process this run started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.one:
