@@ -212,7 +212,21 @@ TRANSCRIPTION_RETRY_BASE_SECONDS = env_int("TRANSCRIPTION_RETRY_BASE_SECONDS", 3
 # baseline sets it: the candidate then waits for Whisper on every answer.
 TRANSCRIBE_IN_REQUEST = env_bool("TRANSCRIBE_IN_REQUEST", False)
 
+# "base": the model shipped in two PyPI packages, joined into WHISPER_MODEL_DIR. Or the path of
+# any CTranslate2 Whisper model folder (e.g. from ct2-transformers-converter), only ever read.
+WHISPER_MODEL = os.environ.get("WHISPER_MODEL") or "base"
 WHISPER_MODEL_DIR = Path(os.environ.get("WHISPER_MODEL_DIR") or VAR_DIR / "whisper-base")
+WHISPER_DEVICE = env_choice("WHISPER_DEVICE", "cpu", {"cpu", "cuda", "auto"})
+WHISPER_COMPUTE_TYPE = env_choice(
+    "WHISPER_COMPUTE_TYPE",
+    "int8",
+    {"default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16"}
+    | {"float16", "bfloat16", "float32"},
+)
+# Silero voice-activity filter: silence or noise alone gives an empty transcript.
+WHISPER_VAD = env_bool("WHISPER_VAD", True)
+# Also pass the prompt as faster-whisper's `hotwords` (bench/prompt_wer.py measured it).
+WHISPER_HOTWORDS = env_bool("WHISPER_HOTWORDS", False)
 WHISPER_BEAM_SIZE = env_int("WHISPER_BEAM_SIZE", 5)
 WHISPER_CPU_THREADS = env_int("WHISPER_CPU_THREADS", 0)  # 0: let CTranslate2 decide
 
