@@ -199,6 +199,10 @@ OPENAI_TRANSCRIPTION_MODEL = os.environ.get("OPENAI_TRANSCRIPTION_MODEL") or "wh
 OPENAI_SCORING_MODEL = os.environ.get("OPENAI_SCORING_MODEL") or "gpt-4o-mini"
 OPENAI_TIMEOUT_SECONDS = env_int("OPENAI_TIMEOUT_SECONDS", 120)
 
+# Give the engine the question and its topic's vocabulary as a prompt (sessions_app/prompt.py).
+# On by default because bench/prompt_wer.py measured it helping (README).
+TRANSCRIPTION_PROMPT = env_bool("TRANSCRIPTION_PROMPT", True)
+
 # Uploads: the Whisper API's own limit, and the longest answer worth transcribing.
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 25 * 1024 * 1024)
 MAX_ANSWER_SECONDS = env_int("MAX_ANSWER_SECONDS", 600)

@@ -133,9 +133,9 @@ class LocalWhisperTranscriber:
         words = [
             Word(
                 word=word.word.strip(),
-                start=round(word.start, 2),
-                end=round(word.end, 2),
-                probability=round(word.probability, 3),
+                start=round(float(word.start), 2),
+                end=round(float(word.end), 2),
+                probability=round(float(word.probability), 3),
             )
             for segment in segments
             for word in segment.words or ()
@@ -143,9 +143,10 @@ class LocalWhisperTranscriber:
         ]
         return Transcript(
             text=text,
-            language=info.language or language or "",
+            # Nothing heard, nothing detected: Whisper's guess on silence means nothing.
+            language=(info.language if text else "") or language or "",
             words=words,
-            audio_seconds=round(info.duration, 2),
+            audio_seconds=round(float(info.duration), 2),
         )
 
 
