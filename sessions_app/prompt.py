@@ -59,7 +59,7 @@ TOPIC_VOCABULARY: dict[str, tuple[str, ...]] = {
         "DELETE",
         "POST",
         "idempotent",
-        "idempotency key",
+        "idempotency",
         "CSRF",
         "cookie",
         "SameSite",
