@@ -82,9 +82,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "corsheaders",
+    # Before django_q: its qcluster command extends django-q2's with a graceful stop.
+    "transcription",
     "django_q",
     "sessions_app",
-    "transcription",
 ]
 
 MIDDLEWARE = [
@@ -212,10 +213,6 @@ MAX_ANSWER_SECONDS = env_int("MAX_ANSWER_SECONDS", 600)
 TRANSCRIPTION_MAX_ATTEMPTS = env_int("TRANSCRIPTION_MAX_ATTEMPTS", 5)
 TRANSCRIPTION_RETRY_BASE_SECONDS = env_int("TRANSCRIPTION_RETRY_BASE_SECONDS", 30)
 
-# Transcribe inside the upload request, as the design's "before" did. Only the benchmark's
-# baseline sets it: the candidate then waits for Whisper on every answer.
-TRANSCRIBE_IN_REQUEST = env_bool("TRANSCRIBE_IN_REQUEST", False)
-
 # "base": the model shipped in two PyPI packages, joined into WHISPER_MODEL_DIR. Or the path of
 # any CTranslate2 Whisper model folder (e.g. from ct2-transformers-converter), only ever read.
 WHISPER_MODEL = os.environ.get("WHISPER_MODEL") or "base"
@@ -252,8 +249,8 @@ Q_CLUSTER = {
     "poll": 0.2,
     "save_limit": 1000,
 }
-# A processing claim older than timeout + margin belongs to a lost worker: re-queued by the
-# stuck-job recovery until TRANSCRIPTION_MAX_ATTEMPTS, then failed.
+# A processing claim older than timeout + margin belongs to a lost worker: released to the
+# queue by the reconciler until TRANSCRIPTION_MAX_ATTEMPTS, then failed.
 STUCK_TRANSCRIPTION_MARGIN_SECONDS = env_int("STUCK_TRANSCRIPTION_MARGIN_SECONDS", 60)
 if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
     raise ImproperlyConfigured("Q_CLUSTER retry must exceed timeout")
