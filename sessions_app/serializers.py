@@ -3,6 +3,7 @@ from rest_framework import exceptions, serializers, status
 
 from transcription import audio
 
+from .delivery import delivery_feedback
 from .models import Answer, InterviewSession, Question
 
 
@@ -91,6 +92,10 @@ class AnswerStatusSerializer(serializers.ModelSerializer):
     language = serializers.CharField(source="transcription.language")
     attempts = serializers.IntegerField(source="transcription.attempts")
     next_attempt_at = serializers.DateTimeField(source="transcription.next_attempt_at")
+    # Each {"word", "start", "end", "probability"}: seconds, and the engine's confidence
+    # (null from engines that give none). Empty until completed.
+    words = serializers.JSONField(source="transcription.words")
+    delivery = serializers.SerializerMethodField()
 
     class Meta:
         model = Answer
@@ -103,7 +108,16 @@ class AnswerStatusSerializer(serializers.ModelSerializer):
             "language",
             "attempts",
             "next_attempt_at",
+            "words",
+            "delivery",
         ]
+
+    def get_delivery(self, answer: Answer) -> dict | None:
+        """Pace, pauses, fillers and unsure words (sessions_app/delivery.py); null without words."""
+        transcription = answer.transcription
+        return delivery_feedback(
+            words=transcription.words, audio_seconds=transcription.audio_seconds
+        )
 
 
 class AnswerResultSerializer(AnswerStatusSerializer):
@@ -117,4 +131,6 @@ class AnswerResultSerializer(AnswerStatusSerializer):
             "feedback",
             "model_answer",
             "error",
+            "words",
+            "delivery",
         ]

@@ -15,11 +15,13 @@ from transcription.models import Transcription
 from transcription.services import audio_discard, transcription_create, transcription_delete
 
 from .models import Answer, InterviewSession, Question, SessionQuestion
+from .prompt import transcription_prompt
 from .scoring import ScoringError, get_scorer
 
 logger = logging.getLogger(__name__)
 
 QUESTION_BANK = Path(__file__).with_name("question_bank.json")
+NO_SPEECH = "No speech was detected in the recording, so there is nothing to score."
 
 
 class NoAnswers(Exception):
@@ -89,7 +91,11 @@ def _answer_record(*, session, question, file_id: str, content_type: str, metada
     # one question cannot both insert, and analyze sees every answer that committed.
     session = InterviewSession.objects.select_for_update().get(pk=session.pk)
     transcription = transcription_create(
-        file_id=file_id, content_type=content_type, language=session.language, metadata=metadata
+        file_id=file_id,
+        content_type=content_type,
+        language=session.language,
+        metadata=metadata,
+        prompt=transcription_prompt(question=question),
     )
     answer = Answer.objects.filter(session=session, question=question).first()
     if answer is None:
@@ -117,21 +123,25 @@ def answer_score(*, answer: Answer) -> Answer:
     """Score a completed answer against its question; record why if it cannot be scored."""
     question = answer.question
     transcription = answer.transcription
-    try:
-        result = get_scorer().score(
-            question_text=question.text,
-            model_answer=question.model_answer,
-            key_points=question.key_points,
-            transcript=transcription.transcript,
-        )
-    except ScoringError as exc:
-        logger.warning("Scoring failed: answer=%s: %s", answer.pk, exc)
-        answer.score, answer.feedback = None, []
-        answer.score_error = "This answer could not be scored right now; analyze again later."
+    if not transcription.transcript.strip():
+        # Silence or noise alone: there is nothing to score, which is not a score of 0.
+        answer.score, answer.feedback, answer.score_error = None, [], NO_SPEECH
     else:
-        answer.score = round(min(max(result.score, 0.0), 100.0), 1)
-        answer.feedback = list(result.feedback)
-        answer.score_error = ""
+        try:
+            result = get_scorer().score(
+                question_text=question.text,
+                model_answer=question.model_answer,
+                key_points=question.key_points,
+                transcript=transcription.transcript,
+            )
+        except ScoringError as exc:
+            logger.warning("Scoring failed: answer=%s: %s", answer.pk, exc)
+            answer.score, answer.feedback = None, []
+            answer.score_error = "This answer could not be scored right now; analyze again later."
+        else:
+            answer.score = round(min(max(result.score, 0.0), 100.0), 1)
+            answer.feedback = list(result.feedback)
+            answer.score_error = ""
     answer.model_answer = question.model_answer
     # Only if the transcript scored is still the answer's: a re-recording replaces it.
     Answer.objects.filter(pk=answer.pk, transcription=transcription).update(

@@ -178,6 +178,7 @@ def transcription_run(*, transcription_id: int) -> str:
             transcript = get_transcriber().transcribe(
                 audio,
                 language=transcription.language_hint or None,
+                prompt=transcription.prompt,
                 content_type=transcription.content_type or "application/octet-stream",
                 filename=f"transcription-{transcription.pk}",
             )
@@ -203,6 +204,8 @@ def transcription_run(*, transcription_id: int) -> str:
         where={"gridfs_file_id": file_id},
         transcript=transcript.text,
         language=transcript.language,
+        words=[word.as_dict() for word in transcript.words],
+        audio_seconds=transcript.audio_seconds,
         transcribed_at=timezone.now(),
         engine_seconds=engine_seconds,
         error="",
