@@ -27,6 +27,8 @@ ANSWER_FIELDS = {
     "model_answer",
     "status",
     "error",
+    "words",  # issue 15: additive
+    "delivery",
 }
 
 

@@ -434,7 +434,7 @@
     const pace =
       delivery.words_per_minute === null
         ? "too short to tell"
-        : `${delivery.words_per_minute} words/min (${delivery.pace}; comfortable ${low}-${high})`;
+        : `${delivery.words_per_minute} words/min: ${delivery.pace} (aim for ${low}-${high})`;
     const fillers = Object.entries(delivery.fillers.counts)
       .map(([word, count]) => `${word} ×${count}`)
       .join(", ");
