@@ -31,6 +31,16 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -228,6 +238,8 @@ WHISPER_COMPUTE_TYPE = env_choice(
 WHISPER_VAD = env_bool("WHISPER_VAD", True)
 # Also pass the prompt as faster-whisper's `hotwords` (bench/prompt_wer.py measured it).
 WHISPER_HOTWORDS = env_bool("WHISPER_HOTWORDS", False)
+# Above 1, repeated tokens are penalised: a prompted model then loops less (bench/prompt_wer.py).
+WHISPER_REPETITION_PENALTY = env_float("WHISPER_REPETITION_PENALTY", 1.0)
 WHISPER_BEAM_SIZE = env_int("WHISPER_BEAM_SIZE", 5)
 WHISPER_CPU_THREADS = env_int("WHISPER_CPU_THREADS", 0)  # 0: let CTranslate2 decide
 

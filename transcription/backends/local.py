@@ -113,6 +113,7 @@ class LocalWhisperTranscriber:
                 io.BytesIO(audio),
                 language=language or None,
                 beam_size=settings.WHISPER_BEAM_SIZE,
+                repetition_penalty=settings.WHISPER_REPETITION_PENALTY,
                 word_timestamps=True,
                 # Silero VAD drops silence and noise before Whisper sees them: Whisper
                 # otherwise "hears" a stock sentence ("You", "Thank you.") in them.
