@@ -1,20 +1,24 @@
 """The JSON API: thin views that validate, call one service, and answer."""
 
+import hmac
+import logging
+
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from transcription.storage import StorageUnavailable
 
 from . import services
-from .health import health_check
+from .health import health_check, public_view
 from .models import Answer, InterviewSession
 from .scoring import ScoringError
 from .serializers import (
@@ -25,6 +29,9 @@ from .serializers import (
     SessionSerializer,
     UploadTooLarge,
 )
+from .throttling import AtomicRateThrottle
+
+logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the audio
@@ -48,7 +55,12 @@ def exception_handler(exc, context):
             code="database_unavailable",
         )
     elif isinstance(exc, ScoringError):
-        exc = ServiceUnavailable(f"Scoring is unavailable: {exc}", code="scoring_unavailable")
+        # The engine's own message (an API error, a host name) is for the logs only.
+        logger.warning("Scoring failed: %s", exc)
+        exc = ServiceUnavailable(
+            "Scoring is unavailable right now; your answers are saved. Try again shortly.",
+            code="scoring_unavailable",
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -85,7 +97,27 @@ def get_own_session(request, session_id: int) -> InterviewSession:
     return session
 
 
+class TokenCreateApi(ObtainAuthToken):
+    """Exchange a username and password for the API token; locked out like the login page."""
+
+    def post(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        if not serializer.is_valid():
+            # django-axes marks the request when the username or the address is locked out.
+            if getattr(request, "axes_locked_out", False):
+                raise exceptions.Throttled(
+                    wait=settings.AXES_COOLOFF_TIME.total_seconds(),
+                    detail="Too many failed logins: try again later.",
+                )
+            raise exceptions.ValidationError(serializer.errors)
+        return super().post(request, *args, **kwargs)
+
+
 class SessionListCreateApi(APIView):
+    # Creating sessions is throttled per user (reading them is not).
+    throttle_classes = [AtomicRateThrottle]
+    throttle_scope = "sessions"
+
     def get(self, request):
         sessions = InterviewSession.objects.owned_by(request.user)
         return Response(SessionSerializer(sessions, many=True).data)
@@ -104,8 +136,8 @@ class SessionDetailApi(APIView):
 
 class AnswerUploadApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
-    # Per user, counted in the shared cache, so the limit holds across web processes.
-    throttle_classes = [ScopedRateThrottle]
+    # Per user, counted atomically in the shared cache: exact across threads and processes.
+    throttle_classes = [AtomicRateThrottle]
     throttle_scope = "uploads"
 
     def post(self, request, session_id, question_id):
@@ -209,10 +241,21 @@ class SessionAnalyzeApi(APIView):
 class HealthApi(APIView):
     """Report whether the database, MongoDB and the queue workers are reachable; no private data."""
 
-    authentication_classes = []
+    # Anyone may ask; a staff member logged in to the site also sees the counts.
+    authentication_classes = [SessionAuthentication]
     permission_classes = []
 
     def get(self, request):
         report = health_check()
         healthy = report["database"] == "ok" and report["mongodb"] == "ok"
-        return Response(report, status=200 if healthy else 503)
+        body = report if _may_see_counts(request) else public_view(report)
+        return Response(body, status=200 if healthy else 503)
+
+
+def _may_see_counts(request) -> bool:
+    """Staff logged in to the site, or a monitor presenting HEALTH_MONITORING_TOKEN."""
+    if request.user.is_staff:
+        return True
+    token = settings.HEALTH_MONITORING_TOKEN
+    presented = request.META.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ")
+    return bool(token) and hmac.compare_digest(presented.encode(), token.encode())
