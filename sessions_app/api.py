@@ -44,12 +44,15 @@ class ServiceUnavailable(exceptions.APIException):
 
 def exception_handler(exc, context):
     """Give every API error one shape: ``{"error": {"code", "message"[, "fields"]}}``."""
+    # What broke (host names, driver messages) goes to the log; the candidate learns what to do.
     if isinstance(exc, StorageUnavailable):
+        logger.warning("Audio storage unavailable: %s", exc)
         exc = ServiceUnavailable(
             "Audio storage is unavailable; nothing was saved. Try again shortly.",
             code="storage_unavailable",
         )
     elif isinstance(exc, DatabaseError):
+        logger.warning("Database unavailable: %s", exc)
         exc = ServiceUnavailable(
             "The database is unavailable; nothing was saved. Try again shortly.",
             code="database_unavailable",

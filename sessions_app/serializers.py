@@ -89,7 +89,7 @@ class AnswerUploadSerializer(serializers.Serializer):
             raise serializers.ValidationError({"audio": [str(exc)]}, code="unreadable") from None
         if length.over_limit:
             logger.info(
-                "Upload refused: decoding stopped at %.1f s of audio, over the %s s limit",
+                "Upload refused: decoding stopped at %.3f s of audio, over the %s s limit",
                 length.seconds,
                 settings.MAX_ANSWER_SECONDS,
             )
