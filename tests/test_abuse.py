@@ -688,3 +688,63 @@ def test_candidate_errors_carry_no_internals_when_mongodb_is_down(start_stack, t
         assert internal not in response.text
     # The details are for operators, in the log.
     assert f"127.0.0.1:{mongo.port}" in stack.output()
+
+
+def test_password_validators_refuse_a_one_character_password(start_stack):
+    stack = start_stack()
+    candidate("operator", is_staff=True, is_superuser=True)
+    session = requests.Session()
+    login = f"{stack.url}/admin/login/"
+    session.post(
+        login,
+        data={
+            "username": "operator",
+            "password": PASSWORD,
+            "csrfmiddlewaretoken": csrf_form(session, login),
+        },
+        headers={"Referer": login},
+    )
+    add = f"{stack.url}/admin/auth/user/add/"
+
+    response = session.post(
+        add,
+        data={
+            "username": "newcomer",
+            "password1": "x",
+            "password2": "x",
+            "usable_password": "true",
+            "csrfmiddlewaretoken": csrf_form(session, add),
+        },
+        headers={"Referer": add},
+        allow_redirects=False,
+    )
+
+    assert response.status_code == 200  # the form again, with the validators' reasons
+    assert "This password is too short" in response.text
+    assert not get_user_model().objects.filter(username="newcomer").exists()
+
+
+def test_session_creation_is_throttled_per_user(start_stack, questions):
+    cache.clear()
+    stack = start_stack(SESSION_RATE_LIMIT="3/hour")
+    _, token = candidate()
+    _, other_token = candidate("other")
+
+    def create(key):
+        return requests.post(
+            f"{stack.url}/api/sessions",
+            json={"question_count": 1},
+            headers={"Authorization": f"Token {key}"},
+            timeout=30,
+        )
+
+    statuses = [create(token).status_code for _ in range(5)]
+
+    assert statuses == [201, 201, 201, 429, 429]
+    assert create(other_token).status_code == 201  # per user
+    listed = requests.get(
+        f"{stack.url}/api/sessions", headers={"Authorization": f"Token {token}"}, timeout=30
+    )
+    assert listed.status_code == 200  # reading is never throttled
+    assert len(listed.json()) == 3
+    cache.clear()
