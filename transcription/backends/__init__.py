@@ -133,11 +133,20 @@ class Transcript:
 
 
 class TranscriptionError(Exception):
-    """Raised by an engine; ``permanent`` errors are not worth retrying."""
+    """Raised by an engine; ``permanent`` errors are not worth retrying.
 
-    def __init__(self, message: str, *, permanent: bool = False):
+    The message is for operators (the log): it may name hosts, models, the API's own words.
+    ``public`` is what the candidate is told: what happened and what to do, nothing internal.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, public: str = ""):
         super().__init__(message)
         self.permanent = permanent
+        self.public = public or (
+            "This recording could not be transcribed; record the answer again."
+            if permanent
+            else "The transcription service is busy; it will be tried again shortly."
+        )
 
 
 def get_transcriber():

@@ -41,6 +41,7 @@ LANGUAGE_CODES = {
 
 # The statuses the SDK itself would retry: worth another attempt by the job.
 TRANSIENT_STATUSES = {408, 409, 429}
+UNAVAILABLE = "Transcription is not available on this server right now; staff have been told."
 
 
 class OpenAITranscriber:
@@ -58,7 +59,9 @@ class OpenAITranscriber:
         client = openai_client()
         if client is None:
             raise TranscriptionError(
-                "OPENAI_API_KEY is not set, so the OpenAI transcriber cannot run.", permanent=True
+                "OPENAI_API_KEY is not set, so the OpenAI transcriber cannot run.",
+                permanent=True,
+                public=UNAVAILABLE,
             )
         options = {"language": language} if language else {}
         try:
@@ -76,7 +79,9 @@ class OpenAITranscriber:
             ) from error
         except openai.APIConnectionError as error:  # APITimeoutError is a subclass.
             raise TranscriptionError(
-                f"OpenAI transcription could not reach the API: {error.message}", permanent=False
+                f"OpenAI transcription could not reach the API: {error.message}",
+                permanent=False,
+                public="The transcription service could not be reached; it will be tried again.",
             ) from error
         except openai.OpenAIError as error:
             raise TranscriptionError(f"OpenAI transcription failed: {error}") from error
