@@ -91,8 +91,8 @@ class Stack:
     def _answers(self) -> bool:
         try:
             # Not the health URL: some tests need its first check to happen under attack.
-            requests.get(f"{self.url}/api/sessions", timeout=5)
-        except requests.ConnectionError:
+            requests.get(f"{self.url}/api/sessions", timeout=10)
+        except requests.RequestException:  # not listening yet, or still importing the app
             return False
         return True
 
