@@ -4,7 +4,7 @@ import hmac
 import logging
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -20,7 +20,6 @@ from transcription.storage import StorageUnavailable
 from . import services
 from .health import health_check, public_view
 from .models import Answer, InterviewSession
-from .scoring import ScoringError
 from .serializers import (
     AnswerResultSerializer,
     AnswerStatusSerializer,
@@ -51,18 +50,12 @@ def exception_handler(exc, context):
             "Audio storage is unavailable; nothing was saved. Try again shortly.",
             code="storage_unavailable",
         )
-    elif isinstance(exc, DatabaseError):
+    elif isinstance(exc, OperationalError | InterfaceError):
+        # Only an unreachable database; any other DatabaseError is a bug: a logged 500.
         logger.warning("Database unavailable: %s", exc)
         exc = ServiceUnavailable(
             "The database is unavailable; nothing was saved. Try again shortly.",
             code="database_unavailable",
-        )
-    elif isinstance(exc, ScoringError):
-        # The engine's own message (an API error, a host name) is for the logs only.
-        logger.warning("Scoring failed: %s", exc)
-        exc = ServiceUnavailable(
-            "Scoring is unavailable right now; your answers are saved. Try again shortly.",
-            code="scoring_unavailable",
         )
     response = drf_exception_handler(exc, context)
     if response is None:
@@ -90,6 +83,16 @@ def not_found(request, exception):
             status=404,
         )
     return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """Answer an unexpected error (already logged by Django) in JSON under /api/."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {"error": {"code": "server_error", "message": "Something went wrong on our side."}},
+            status=500,
+        )
+    return defaults.server_error(request)
 
 
 def get_own_session(request, session_id: int) -> InterviewSession:
@@ -165,8 +168,8 @@ class AnswerUploadApi(APIView):
             {
                 "status": "processing",
                 "message": "Audio uploaded successfully, transcription in progress",
-                "file_id": answer.gridfs_file_id,
-                "transcription_status": answer.transcription_status,
+                "file_id": answer.transcription.gridfs_file_id,
+                "transcription_status": answer.transcription.status,
             },
             status=status.HTTP_202_ACCEPTED,
         )
@@ -182,7 +185,9 @@ def _content_length(request) -> int:
 class AnswerStatusApi(APIView):
     def get(self, request, session_id, question_id):
         session = get_own_session(request, session_id)
-        answer = session.answers.filter(question_id=question_id).first()
+        answer = (
+            session.answers.select_related("transcription").filter(question_id=question_id).first()
+        )
         if answer is None:
             raise exceptions.NotFound(
                 "No answer has been uploaded for this question.", code="answer_not_found"
@@ -193,7 +198,9 @@ class AnswerStatusApi(APIView):
 class SessionStatusApi(APIView):
     def get(self, request, session_id):
         session = get_own_session(request, session_id)
-        answers = {answer.question_id: answer for answer in session.answers.all()}
+        answers = {
+            answer.question_id: answer for answer in session.answers.select_related("transcription")
+        }
         summary = {"total": 0, "not_uploaded": 0} | {status: 0 for status in Answer.Status}
         questions = []
         for question in session.ordered_questions():
@@ -229,12 +236,13 @@ class SessionAnalyzeApi(APIView):
                 status=status.HTTP_202_ACCEPTED,
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
-        failed = [a for a in analysis.answers if a.transcription_status == Answer.Status.FAILED]
+        failed = [a for a in analysis.answers if a.transcription.status == Answer.Status.FAILED]
         return Response(
             {
                 "status": "success",
                 "final_score": analysis.final_score,
                 "scored_count": analysis.scored_count,
+                "unscored_count": analysis.unscored_count,
                 "failed_count": len(failed),
                 "answers": AnswerResultSerializer(analysis.answers, many=True).data,
             }

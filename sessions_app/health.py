@@ -7,12 +7,15 @@ import time
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count
+from django_q.conf import Conf
 from django_q.models import OrmQ
 from django_q.status import Stat
 
 from transcription import storage
+from transcription.models import Transcription
 
-from .models import Answer
+# A cluster's last status outlives it by a few seconds in the cache.
+GONE = {str(Conf.STOPPING), str(Conf.STOPPED)}
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +49,12 @@ def _check() -> dict:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         counts = dict(
-            Answer.objects.values_list("transcription_status").annotate(n=Count("id")).order_by()
+            Transcription.objects.values_list("status").annotate(n=Count("id")).order_by()
         )
+        Status = Transcription.Status
         report["queue"] = {
             status: counts.get(status, 0)
-            for status in (Answer.Status.QUEUED, Answer.Status.PROCESSING, Answer.Status.FAILED)
+            for status in (Status.QUEUED, Status.PROCESSING, Status.FAILED)
         } | {"jobs_waiting": OrmQ.objects.count()}
     except Exception:
         logger.warning("Health: the database is unavailable", exc_info=True)
@@ -62,7 +66,7 @@ def _check() -> dict:
         report["mongodb"] = "unavailable"
     try:
         # Clusters publish their status in the shared cache every few seconds.
-        clusters = Stat.get_all()
+        clusters = [stat for stat in Stat.get_all() if str(stat.status) not in GONE]
         report["workers"] = {
             "running": len(clusters),
             "workers": sum(len(cluster.workers) for cluster in clusters),
