@@ -156,14 +156,20 @@ class AnswerUploadApi(APIView):
             raise exceptions.NotFound(
                 "This question is not part of the session.", code="question_not_in_session"
             )
-        serializer = AnswerUploadSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        answer = services.answer_submit(
-            session=session,
-            question=question,
-            audio=serializer.validated_data["audio"],
-            content_type=serializer.validated_data["content_type"],
-        )
+        # Checked again, exactly, under a lock when the answer is recorded; here it spares
+        # parsing, decoding and storing an upload that would be refused.
+        try:
+            services.pending_cap_check(session=session, question=question)
+            serializer = AnswerUploadSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            answer = services.answer_submit(
+                session=session,
+                question=question,
+                audio=serializer.validated_data["audio"],
+                content_type=serializer.validated_data["content_type"],
+            )
+        except services.TooManyPending:
+            raise TooManyPendingUploads() from None
         return Response(
             {
                 "status": "processing",
@@ -172,6 +178,17 @@ class AnswerUploadApi(APIView):
                 "transcription_status": answer.transcription.status,
             },
             status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class TooManyPendingUploads(exceptions.APIException):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "too_many_pending"
+
+    def __init__(self):
+        super().__init__(
+            f"You already have {settings.MAX_PENDING_PER_USER} answers waiting for "
+            "transcription; upload this one once one of them has finished."
         )
 
 

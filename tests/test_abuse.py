@@ -30,6 +30,7 @@ from rest_framework.authtoken.models import Token
 
 from sessions_app.models import Answer
 from sessions_app.services import session_create
+from tests.openai_server import openai_server_fixture  # noqa: F401
 from tests.support import (
     ROOT,
     EmbeddedMongo,
@@ -37,8 +38,10 @@ from tests.support import (
     database_url,
     free_port,
     process_env,
+    start_qcluster,
     wait_for,
 )
+from transcription.models import Transcription
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -521,6 +524,62 @@ def test_thirty_wrong_passwords_lock_the_account_and_the_right_one_waits_for_the
     )
     # Not before the lockout's length has passed since the failure that started it.
     assert time.monotonic() - started[limit - 1] > lockout, statuses
+
+
+# --- 7. Fairness: a per-user cap on transcriptions in flight -----------------------------
+
+
+def test_user_at_the_pending_cap_gets_429_while_another_users_upload_is_transcribed(
+    start_stack, questions, gridfs, tmp_path, openai_server
+):
+    cap = 3
+    stack = start_stack(MAX_PENDING_PER_USER=str(cap))
+    busy, busy_token = candidate("busy")
+    other, other_token = candidate("other")
+    busy_interview = session_create(user=busy, question_count=cap + 1)
+    other_interview = session_create(user=other, question_count=1)
+    audio = wav(1, tmp_path)
+
+    def upload(token, interview, question):
+        return requests.post(
+            f"{stack.url}/api/upload-answer/{interview.pk}/{question.pk}",
+            headers={"Authorization": f"Token {token}"},
+            files={"audio": ("answer.wav", audio, "audio/wav")},
+            timeout=30,
+        )
+
+    # No worker runs yet: the busy user's answers stay queued.
+    *first, last = busy_interview.ordered_questions()
+    assert [upload(busy_token, busy_interview, q).status_code for q in first] == [202] * cap
+    refused = upload(busy_token, busy_interview, last)
+    again = upload(busy_token, busy_interview, first[0])  # a re-recording replaces, allowed
+    accepted = upload(other_token, other_interview, other_interview.ordered_questions()[0])
+
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "too_many_pending"
+    assert f"already have {cap} answers waiting" in refused.json()["error"]["message"]
+    assert again.status_code == 202
+    assert accepted.status_code == 202
+    assert Transcription.objects.filter(metadata__user_id=busy.pk).pending().count() == cap
+    assert gridfs["fs.files"].count_documents({}) == cap + 1  # nothing for the refused one
+    cluster = start_qcluster(
+        tmp_path,
+        TRANSCRIBER="openai",
+        OPENAI_BASE_URL=openai_server.base_url,
+        OPENAI_API_KEY="test-key",
+    )
+    try:
+        wait_for(
+            lambda: (
+                Answer.objects.get(session=other_interview).transcription.status
+                == Transcription.Status.COMPLETED
+            ),
+            timeout=60,
+            what="the other user's answer to be transcribed",
+        )
+    finally:
+        cluster.stop()
+    assert Answer.objects.get(session=other_interview).transcription.transcript
 
 
 # --- 8. Item 8: smaller holes -----------------------------------------------------------
