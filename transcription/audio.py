@@ -66,10 +66,11 @@ def decoded_length(source: BinaryIO, *, limit_seconds: float) -> DecodedLength:
             if not container.streams.audio:
                 raise UnreadableAudio("The file holds no audio; record the answer again.")
             stream = container.streams.audio[0]
-            seconds = 0.0
+            seconds, samples = 0.0, 0
             for frame in container.decode(stream):
-                if frame.sample_rate:
-                    seconds += frame.samples / frame.sample_rate
+                # Counted in samples, so no rounding drift pushes an answer over the limit.
+                samples += frame.samples
+                seconds = samples / (frame.sample_rate or stream.sample_rate or 48000)
                 if seconds > limit_seconds:
                     return DecodedLength(seconds=seconds, over_limit=True)
     except (av.FFmpegError, OSError, ValueError, IndexError, EOFError) as exc:
