@@ -1,10 +1,12 @@
 """Settings for the interview-practice backend: every value comes from the environment."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -92,6 +94,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "corsheaders",
+    "axes",
     # Before django_q: its qcluster command extends django-q2's with a graceful stop.
     "transcription",
     "django_q",
@@ -99,7 +102,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a body over the limit is refused from its declared length before anything
+    # (CSRF, the multipart parser, a view) reads or spools a byte of it.
+    "interview_site.middleware.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -108,7 +115,24 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a login refused by django-axes into its lockout response (429).
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Pages load only the project's own scripts, styles and images: no inline script, no
+# third-party origin, no framing (Django's built-in CSP support).
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "media-src": [CSP.SELF, "blob:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
 
 ROOT_URLCONF = "interview_site.urls"
 WSGI_APPLICATION = "interview_site.wsgi.application"
@@ -146,9 +170,41 @@ STORAGES = {
     },
 }
 
+# --- Logins ---------------------------------------------------------------
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "interview-start"
 LOGOUT_REDIRECT_URL = "login"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# django-axes counts failed logins in the database (so the count holds across processes)
+# on every path that authenticates a password: the API token, the login page, the admin.
+# A username, and separately a client address, is locked out after LOGIN_FAILURE_LIMIT
+# failures for LOGIN_LOCKOUT_SECONDS; attempts during a lockout are refused and not counted,
+# so the lockout ends on time for the real owner.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("LOGIN_LOCKOUT_SECONDS", 15 * 60))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True
+AXES_COOLOFF_MESSAGE = "Too many failed logins: try again in a few minutes."
+# The client address is the socket's peer (REMOTE_ADDR), never a header a client can forge.
+# Behind a PaaS router set TRUSTED_PROXY_COUNT to the number of proxies that append to
+# X-Forwarded-For.
+if env_int("TRUSTED_PROXY_COUNT", 0):
+    AXES_IPWARE_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+    AXES_IPWARE_PROXY_ORDER = "right-most"
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
 
 # --- Database -------------------------------------------------------------
 
@@ -186,6 +242,8 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.db.DatabaseCache",
             "LOCATION": "django_cache",
+            # Rate-limit slots are rows here: culling live ones would forget counts.
+            "OPTIONS": {"MAX_ENTRIES": env_int("DATABASE_CACHE_MAX_ENTRIES", 100_000)},
         }
     }
 
@@ -195,6 +253,13 @@ EMBEDDED_MONGODB_URI = "mongodb://127.0.0.1:27018/?directConnection=true"
 MONGODB_URI = os.environ.get("MONGODB_URI") or EMBEDDED_MONGODB_URI
 MONGODB_DB = os.environ.get("MONGODB_DB") or "interview_practice"
 MONGODB_TIMEOUT_MS = env_int("MONGODB_TIMEOUT_MS", 5000)
+# Health pings MongoDB with this much shorter timeout, and reuses its report for
+# HEALTH_CACHE_SECONDS, so probes during an outage answer within a second and never queue.
+HEALTH_TIMEOUT_MS = env_int("HEALTH_TIMEOUT_MS", 500)
+HEALTH_CACHE_SECONDS = env_int("HEALTH_CACHE_SECONDS", 5)
+# Sent as "Authorization: Bearer <token>", it shows the queue counts to a monitor (as staff
+# see them); empty: only staff see them.
+HEALTH_MONITORING_TOKEN = os.environ.get("HEALTH_MONITORING_TOKEN", "")
 # Audio of answers that are not being transcribed is deleted after this many hours.
 AUDIO_RETENTION_HOURS = env_int("AUDIO_RETENTION_HOURS", 24)
 EMBEDDED_MONGODB_PATH = Path(os.environ.get("EMBEDDED_MONGODB_PATH") or VAR_DIR / "mongo.sqlite3")
@@ -217,6 +282,10 @@ TRANSCRIPTION_PROMPT = env_bool("TRANSCRIPTION_PROMPT", True)
 # Uploads: the Whisper API's own limit, and the longest answer worth transcribing.
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 25 * 1024 * 1024)
 MAX_ANSWER_SECONDS = env_int("MAX_ANSWER_SECONDS", 600)
+# Any request body: refused from its Content-Length (413) before anything reads it.
+MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", MAX_UPLOAD_BYTES + 64 * 1024)
+# Transcriptions one user may have queued or processing at once (429 beyond).
+MAX_PENDING_PER_USER = env_int("MAX_PENDING_PER_USER", 10)
 
 # A failed attempt that may succeed later (API overloaded, MongoDB unreachable) is retried
 # after RETRY_BASE * 2^(attempt-1) seconds, with jitter, until MAX_ATTEMPTS, then failed.
@@ -278,7 +347,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "sessions_app.api.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"uploads": os.environ.get("UPLOAD_RATE_LIMIT") or "60/minute"},
+    # Counted atomically in the shared cache (sessions_app/throttling.py).
+    "DEFAULT_THROTTLE_RATES": {
+        "uploads": os.environ.get("UPLOAD_RATE_LIMIT") or "60/minute",
+        "sessions": os.environ.get("SESSION_RATE_LIMIT") or "30/hour",
+    },
 }
 
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
@@ -286,6 +359,7 @@ CORS_URLS_REGEX = r"^/api/.*$"
 
 # Uploads above this are streamed to a temporary file by Django, never held in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+FILE_UPLOAD_TEMP_DIR = os.environ.get("FILE_UPLOAD_TEMP_DIR") or None
 
 # --- Logging --------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """The JSON API: thin views that validate, call one service, and answer."""
 
+import hmac
 import logging
 
 from django.conf import settings
@@ -7,16 +8,17 @@ from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from transcription.storage import StorageUnavailable
 
 from . import services
-from .health import health_check
+from .health import health_check, public_view
 from .models import Answer, InterviewSession
 from .serializers import (
     AnswerResultSerializer,
@@ -26,6 +28,7 @@ from .serializers import (
     SessionSerializer,
     UploadTooLarge,
 )
+from .throttling import AtomicRateThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +43,9 @@ class ServiceUnavailable(exceptions.APIException):
 
 def exception_handler(exc, context):
     """Give every API error one shape: ``{"error": {"code", "message"[, "fields"]}}``."""
+    # What broke (host names, driver messages) goes to the log; the candidate learns what to do.
     if isinstance(exc, StorageUnavailable):
+        logger.warning("Audio storage unavailable: %s", exc)
         exc = ServiceUnavailable(
             "Audio storage is unavailable; nothing was saved. Try again shortly.",
             code="storage_unavailable",
@@ -98,7 +103,27 @@ def get_own_session(request, session_id: int) -> InterviewSession:
     return session
 
 
+class TokenCreateApi(ObtainAuthToken):
+    """Exchange a username and password for the API token; locked out like the login page."""
+
+    def post(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        if not serializer.is_valid():
+            # django-axes marks the request when the username or the address is locked out.
+            if getattr(request, "axes_locked_out", False):
+                raise exceptions.Throttled(
+                    wait=settings.AXES_COOLOFF_TIME.total_seconds(),
+                    detail="Too many failed logins: try again later.",
+                )
+            raise exceptions.ValidationError(serializer.errors)
+        return super().post(request, *args, **kwargs)
+
+
 class SessionListCreateApi(APIView):
+    # Creating sessions is throttled per user (reading them is not).
+    throttle_classes = [AtomicRateThrottle]
+    throttle_scope = "sessions"
+
     def get(self, request):
         sessions = InterviewSession.objects.owned_by(request.user)
         return Response(SessionSerializer(sessions, many=True).data)
@@ -117,8 +142,8 @@ class SessionDetailApi(APIView):
 
 class AnswerUploadApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
-    # Per user, counted in the shared cache, so the limit holds across web processes.
-    throttle_classes = [ScopedRateThrottle]
+    # Per user, counted atomically in the shared cache: exact across threads and processes.
+    throttle_classes = [AtomicRateThrottle]
     throttle_scope = "uploads"
 
     def post(self, request, session_id, question_id):
@@ -131,14 +156,20 @@ class AnswerUploadApi(APIView):
             raise exceptions.NotFound(
                 "This question is not part of the session.", code="question_not_in_session"
             )
-        serializer = AnswerUploadSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        answer = services.answer_submit(
-            session=session,
-            question=question,
-            audio=serializer.validated_data["audio"],
-            content_type=serializer.validated_data["content_type"],
-        )
+        # Checked again, exactly, under a lock when the answer is recorded; here it spares
+        # parsing, decoding and storing an upload that would be refused.
+        try:
+            services.pending_cap_check(session=session, question=question)
+            serializer = AnswerUploadSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            answer = services.answer_submit(
+                session=session,
+                question=question,
+                audio=serializer.validated_data["audio"],
+                content_type=serializer.validated_data["content_type"],
+            )
+        except services.TooManyPending:
+            raise TooManyPendingUploads() from None
         return Response(
             {
                 "status": "processing",
@@ -147,6 +178,17 @@ class AnswerUploadApi(APIView):
                 "transcription_status": answer.transcription.status,
             },
             status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class TooManyPendingUploads(exceptions.APIException):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "too_many_pending"
+
+    def __init__(self):
+        super().__init__(
+            f"You already have {settings.MAX_PENDING_PER_USER} answers waiting for "
+            "transcription; upload this one once one of them has finished."
         )
 
 
@@ -227,10 +269,21 @@ class SessionAnalyzeApi(APIView):
 class HealthApi(APIView):
     """Report whether the database, MongoDB and the queue workers are reachable; no private data."""
 
-    authentication_classes = []
+    # Anyone may ask; a staff member logged in to the site also sees the counts.
+    authentication_classes = [SessionAuthentication]
     permission_classes = []
 
     def get(self, request):
         report = health_check()
         healthy = report["database"] == "ok" and report["mongodb"] == "ok"
-        return Response(report, status=200 if healthy else 503)
+        body = report if _may_see_counts(request) else public_view(report)
+        return Response(body, status=200 if healthy else 503)
+
+
+def _may_see_counts(request) -> bool:
+    """Staff logged in to the site, or a monitor presenting HEALTH_MONITORING_TOKEN."""
+    if request.user.is_staff:
+        return True
+    token = settings.HEALTH_MONITORING_TOKEN
+    presented = request.META.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ")
+    return bool(token) and hmac.compare_digest(presented.encode(), token.encode())

@@ -1,10 +1,15 @@
+import logging
+
 from django.conf import settings
 from rest_framework import exceptions, serializers, status
 
 from transcription import audio
+from transcription.backends import engine_languages
 
 from .delivery import delivery_feedback
 from .models import Answer, InterviewSession, Question
+
+logger = logging.getLogger(__name__)
 
 
 class SessionCreateSerializer(serializers.Serializer):
@@ -17,6 +22,15 @@ class SessionCreateSerializer(serializers.Serializer):
         error_messages={"invalid": "Use a two-letter language code such as 'en', or leave empty."},
     )
     question_count = serializers.IntegerField(min_value=1, required=False, default=5)
+
+    def validate_language(self, value):
+        # A code the engine rejects would fail every answer of the session later.
+        if value and value not in engine_languages():
+            raise serializers.ValidationError(
+                f"'{value}' is not a language the transcription engine knows; "
+                "use a code such as 'en' or 'fr', or leave empty to detect it."
+            )
+        return value
 
     def validate_question_count(self, value):
         available = Question.objects.count()
@@ -70,13 +84,21 @@ class AnswerUploadSerializer(serializers.Serializer):
         upload.seek(0)
         if container is None:
             raise UnsupportedAudio()
-        seconds = audio.duration_seconds(upload)
-        if seconds is not None and seconds > settings.MAX_ANSWER_SECONDS:
+        try:
+            length = audio.decoded_length(upload, limit_seconds=settings.MAX_ANSWER_SECONDS)
+        except audio.UnreadableAudio as exc:
+            raise serializers.ValidationError({"audio": [str(exc)]}, code="unreadable") from None
+        if length.over_limit:
+            logger.info(
+                "Upload refused: decoding stopped at %.3f s of audio, over the %s s limit",
+                length.seconds,
+                settings.MAX_ANSWER_SECONDS,
+            )
             raise serializers.ValidationError(
                 {
                     "audio": [
-                        f"The answer is {seconds:.0f} seconds long; "
-                        f"the limit is {settings.MAX_ANSWER_SECONDS} seconds."
+                        f"The answer is longer than the {settings.MAX_ANSWER_SECONDS} second "
+                        "limit; record a shorter one."
                     ]
                 },
                 code="too_long",

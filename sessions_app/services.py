@@ -7,6 +7,8 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
@@ -69,6 +71,7 @@ def answer_submit(
 
     A re-recording replaces the earlier one, whatever state its transcription was in.
     """
+    pending_cap_check(session=session, question=question)  # before storing anything
     metadata = {"session_id": session.pk, "question_id": question.pk, "user_id": session.user_id}
     file_id = storage.store_audio(audio, metadata=metadata, content_type=content_type)
     try:
@@ -85,11 +88,30 @@ def answer_submit(
         raise
 
 
+class TooManyPending(Exception):
+    """The user already has MAX_PENDING_PER_USER transcriptions queued or processing."""
+
+
+def pending_cap_check(*, session: InterviewSession, question: Question) -> None:
+    """Raise TooManyPending if one more recording would exceed the user's cap.
+
+    A re-recording replaces its question's transcription, so that one does not count.
+    """
+    pending = Transcription.objects.pending().filter(metadata__user_id=session.user_id)
+    replaced = Answer.objects.filter(session=session, question=question).values("transcription")
+    if pending.exclude(pk__in=replaced).count() >= settings.MAX_PENDING_PER_USER:
+        raise TooManyPending
+
+
 @transaction.atomic
 def _answer_record(*, session, question, file_id: str, content_type: str, metadata: dict) -> Answer:
     # The session's row lock serializes its uploads and its analysis: two first uploads for
     # one question cannot both insert, and analyze sees every answer that committed.
     session = InterviewSession.objects.select_for_update().get(pk=session.pk)
+    # The user's row lock serializes their uploads across sessions: the cap then holds
+    # exactly, however many uploads arrive together.
+    list(get_user_model().objects.select_for_update().filter(pk=session.user_id).values("pk"))
+    pending_cap_check(session=session, question=question)
     transcription = transcription_create(
         file_id=file_id,
         content_type=content_type,

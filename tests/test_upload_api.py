@@ -99,7 +99,9 @@ def test_session_status_counts_answers_by_transcription_status(
         zip(order, ["completed", "failed", "processing", "not_uploaded"], strict=True)
     )
     assert after["questions"][0]["transcript"] == "use a cache"
-    assert after["questions"][1]["error"] == "Invalid file format."
+    assert after["questions"][1]["error"] == (
+        "This recording could not be transcribed; record the answer again."
+    )
 
 
 def test_session_status_of_a_session_without_answers_counts_every_question_not_uploaded(

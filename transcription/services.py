@@ -214,9 +214,12 @@ def transcription_run(*, transcription_id: int) -> str:
     except storage.StorageUnavailable as exc:
         return _retry_later(transcription, "The audio store could not be reached.", exc)
     except TranscriptionError as exc:
+        # The candidate reads exc.public; the engine's own words (API messages, hosts) are
+        # for operators, in the log.
         if exc.permanent:
-            return _fail(transcription, str(exc))
-        return _retry_later(transcription, str(exc), exc)
+            logger.warning("Engine refused: transcription=%s: %s", transcription.pk, exc)
+            return _fail(transcription, exc.public)
+        return _retry_later(transcription, exc.public, exc)
     except Exception:
         logger.exception("Transcription crashed: transcription=%s", transcription.pk)
         return _fail(transcription, UNEXPECTED)
