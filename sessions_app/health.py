@@ -5,6 +5,7 @@ from django.db.models import Count
 from django_q.models import OrmQ
 from django_q.status import Stat
 
+from monitoring.queue import readiness
 from transcription import storage
 
 from .models import Answer
@@ -38,4 +39,9 @@ def health_check() -> dict:
         }
     except Exception as exc:
         report["cluster"] = f"unknown: {type(exc).__name__}"
+    # "degraded" when answers wait too long (readiness, /api/health/ready, says why).
+    try:
+        report["status"] = "ok" if readiness().ready else "degraded"
+    except Exception:
+        report["status"] = "unavailable"
     return report

@@ -51,3 +51,14 @@ class BlockingTranscriber:
                 raise TranscriptionError("the test never released the engine")
             time.sleep(0.05)
         return Transcript(text=f"{release.read_text()} {len(audio)} bytes", language="en")
+
+
+class CrashingTranscriber:
+    """Fail the way a bug would: an unexpected exception, with the transcript in hand."""
+
+    # A test asserts this never leaves the worker.
+    TRANSCRIPT = "my private answer about the salary I was paid"
+
+    def transcribe(self, audio: bytes, *, language, content_type="", filename="") -> Transcript:
+        transcript = self.TRANSCRIPT  # a local variable of the failing frame, like the audio
+        raise RuntimeError(f"engine bug after producing {len(transcript)} characters")

@@ -1,0 +1,355 @@
+"""Operators' view: /metrics, readiness, error tracking and JSON logs, on real processes."""
+
+import json
+import re
+import uuid
+
+import pytest
+import requests
+from django.contrib.auth import get_user_model
+from django.test import Client
+from model_bakery import baker
+from prometheus_client.parser import text_string_to_metric_families
+from rest_framework.authtoken.models import Token
+
+from sessions_app.models import Answer
+from sessions_app.services import session_create
+from tests.engines import CrashingTranscriber
+from tests.openai_server import FakeOpenAI
+from tests.sentry_server import SentryReceiver
+from tests.support import start_gunicorn, start_qcluster, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+TOKEN = "scrape-me-" + "x" * 20
+STATUSES = ["queued", "processing", "completed", "failed"]
+
+
+def parse(text: str) -> dict[str, dict[tuple, float]]:
+    """Return {sample name: {sorted labels: value}} from Prometheus text."""
+    samples: dict[str, dict[tuple, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "pid"))
+            by_labels = samples.setdefault(sample.name, {})
+            by_labels[labels] = by_labels.get(labels, 0) + sample.value
+    return samples
+
+
+def total(samples, name: str, **labels) -> float:
+    wanted = set(labels.items())
+    return sum(v for key, v in samples.get(name, {}).items() if wanted <= set(key))
+
+
+def status_gauges(samples) -> dict[str, float]:
+    return {status: total(samples, "interview_answers", status=status) for status in STATUSES}
+
+
+def database_counts() -> dict[str, int]:
+    return {s: Answer.objects.filter(transcription_status=s).count() for s in STATUSES}
+
+
+def test_metrics_need_the_token_or_an_allowed_address_in_production(settings, gridfs):
+    settings.DEBUG = False
+    settings.METRICS_TOKEN = TOKEN
+    settings.METRICS_ALLOWED_IPS = []
+    client = Client()
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"Token {TOKEN}").status_code == 401
+    scraped = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert scraped.status_code == 200
+    assert scraped["Content-Type"].startswith("text/plain")
+    assert "interview_answers" in parse(scraped.content.decode())
+
+    settings.METRICS_TOKEN = ""
+    settings.METRICS_ALLOWED_IPS = ["10.0.0.0/8"]
+    assert client.get("/metrics").status_code == 401  # the test client is 127.0.0.1
+    settings.METRICS_ALLOWED_IPS = ["10.0.0.0/8", "127.0.0.1"]
+    assert client.get("/metrics").status_code == 200
+
+    settings.METRICS_ALLOWED_IPS = []  # nothing configured: closed in production
+    assert client.get("/metrics").status_code == 401
+
+
+def test_scrape_time_gauges_match_the_database_and_gridfs(settings, interview, gridfs):
+    settings.DEBUG = False
+    settings.METRICS_TOKEN = TOKEN
+    for status, question in zip(
+        ["queued", "failed", "completed"], interview.ordered_questions(), strict=True
+    ):
+        baker.make(Answer, session=interview, question=question, transcription_status=status)
+    gridfs["fs.files"].insert_many(
+        [{"length": 1000, "chunkSize": 261120}, {"length": 2345, "chunkSize": 261120}]
+    )
+    samples = parse(Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode())
+    assert (
+        status_gauges(samples)
+        == database_counts()
+        == {
+            "queued": 1,
+            "processing": 0,
+            "completed": 1,
+            "failed": 1,
+        }
+    )
+    assert total(samples, "interview_gridfs_audio_bytes") == 3345
+    assert total(samples, "interview_gridfs_audio_files") == 2
+    assert total(samples, "interview_qcluster_clusters") == 0
+    assert total(samples, "interview_queue_oldest_age_seconds") >= 0
+    assert all(value == 1 for value in samples["interview_monitoring_source_up"].values())
+
+
+@pytest.mark.slow
+def test_readiness_degrades_when_answers_wait_with_no_cluster_and_a_cluster_brings_it_back(
+    settings, interview, upload, spoken, gridfs, tmp_path
+):
+    settings.QUEUE_STALL_SECONDS = 2
+    client = Client()
+    assert client.get("/api/health/live").json() == {"status": "alive"}
+    assert client.get("/api/health/ready").status_code == 200
+
+    for question in interview.ordered_questions():
+        assert upload(interview.pk, question.pk, spoken("Ready or not.")).status_code == 202
+    # Young answers are not a stall yet.
+    assert client.get("/api/health/ready").status_code == 200
+    assert client.get("/api/health").json()["status"] == "ok"
+
+    ready = wait_for(
+        lambda: (r := client.get("/api/health/ready")).status_code == 503 and r,
+        timeout=15,
+        what="readiness to notice the stalled queue",
+    )
+    body = ready.json()
+    assert body["status"] == "degraded"
+    assert body["cluster"] == {"running": 0, "workers": 0}
+    assert body["oldest_queued_seconds"] >= 2
+    assert "no cluster alive" in body["reasons"][0]
+    health = client.get("/api/health")
+    assert health.status_code == 200  # liveness of the dependencies is unaffected
+    assert health.json()["status"] == "degraded"
+
+    api = FakeOpenAI().start()
+    cluster = start_qcluster(
+        tmp_path, TRANSCRIBER="openai", OPENAI_BASE_URL=api.base_url, OPENAI_API_KEY="test-key"
+    )
+    try:
+        back = wait_for(
+            lambda: (r := client.get("/api/health/ready")).status_code == 200 and r,
+            timeout=60,
+            what="readiness to come back once a cluster takes the answers",
+        )
+        assert back.json()["status"] == "ok"
+        assert back.json()["cluster"]["running"] == 1
+        assert client.get("/api/health").json()["status"] == "ok"
+    finally:
+        cluster.stop()
+        api.stop()
+
+
+@pytest.mark.slow
+def test_metrics_from_two_gunicorn_workers_and_qcluster_after_20_uploads(
+    questions, gridfs, spoken, tmp_path
+):
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
+    shared = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "METRICS_TOKEN": TOKEN}
+    url, web = start_gunicorn(tmp_path, workers=2, **shared)
+    api = FakeOpenAI(latency=(0.01, 0.05)).start()
+    cluster = None
+    try:
+        candidate = get_user_model().objects.create_user("talker")
+        token = Token.objects.create(user=candidate).key
+        audio = spoken("I would measure it before changing anything.", "webm")
+        for n in range(2):
+            interview = session_create(user=candidate, question_count=10)
+            for question in interview.ordered_questions():
+                response = requests.post(
+                    f"{url}/api/upload-answer/{interview.pk}/{question.pk}",
+                    headers={"Authorization": f"Token {token}", "Connection": "close"},
+                    files={"audio": (f"answer-{n}.webm", audio, "audio/webm")},
+                    timeout=30,
+                )
+                assert response.status_code == 202, response.content
+
+        def scrape():
+            response = requests.get(
+                f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+            )
+            assert response.status_code == 200, response.text
+            return parse(response.text)
+
+        before = scrape()
+        assert (
+            status_gauges(before)
+            == database_counts()
+            == {
+                "queued": 20,
+                "processing": 0,
+                "completed": 0,
+                "failed": 0,
+            }
+        )
+        assert total(before, "interview_gridfs_audio_files") == 20
+
+        cluster = start_qcluster(
+            tmp_path,
+            TRANSCRIBER="openai",
+            OPENAI_BASE_URL=api.base_url,
+            OPENAI_API_KEY="test-key",
+            **shared,
+        )
+        wait_for(
+            lambda: Answer.objects.filter(transcription_status="completed").count() == 20,
+            timeout=120,
+            what="20 transcripts",
+        )
+        after = wait_for(
+            lambda: (
+                (s := scrape())
+                and total(s, "interview_transcription_upload_to_completed_seconds_count") == 20
+                and s
+            ),
+            what="the jobs' metrics",
+        )
+    finally:
+        if cluster:
+            cluster.stop()
+        web.stop()
+        api.stop()
+
+    assert total(after, "interview_transcriptions_finished_total") == 20
+    assert total(after, "interview_transcriptions_finished_total", status="completed") == 20
+    assert total(after, "interview_transcription_upload_to_processing_seconds_count") == 20
+    assert total(after, "interview_transcription_upload_to_completed_seconds_count") == 20
+    # Every observation is counted once, in the +Inf bucket of the histogram.
+    assert (
+        total(after, "interview_transcription_upload_to_completed_seconds_bucket", le="+Inf") == 20
+    )
+    assert total(after, "interview_transcription_audio_seconds_total") > 0
+    assert total(after, "interview_transcription_engine_seconds_total") > 0
+    assert (
+        status_gauges(after)
+        == database_counts()
+        == {
+            "queued": 0,
+            "processing": 0,
+            "completed": 20,
+            "failed": 0,
+        }
+    )
+    assert total(after, "interview_gridfs_audio_files") == 0
+    assert total(after, "interview_qcluster_clusters") == 1
+    # Requests were served by both workers, and /metrics adds both workers' counts up.
+    served_by = re.findall(r"^<(\d+)> 202 POST /api/upload-answer/", web.output(), re.M)
+    assert len(served_by) == 20
+    assert len(set(served_by)) == 2, served_by
+    assert (
+        total(after, "django_http_responses_total_by_status_view_method_total", status="202") == 20
+    )
+
+
+@pytest.mark.slow
+def test_json_logs_of_an_upload_and_its_job_share_the_request_id(
+    questions, gridfs, spoken, tmp_path
+):
+    json_logs = {"LOG_FORMAT": "json"}
+    url, web = start_gunicorn(tmp_path, workers=1, **json_logs)
+    api = FakeOpenAI().start()
+    cluster = start_qcluster(
+        tmp_path,
+        TRANSCRIBER="openai",
+        OPENAI_BASE_URL=api.base_url,
+        OPENAI_API_KEY="test-key",
+        **json_logs,
+    )
+    request_id = f"upload-{uuid.uuid4().hex}"
+    try:
+        candidate = get_user_model().objects.create_user("logger")
+        headers = {"Authorization": f"Token {Token.objects.create(user=candidate).key}"}
+        interview = session_create(user=candidate, question_count=2)
+        first, second = interview.ordered_questions()
+        audio = spoken("Follow me through the logs.", "webm")
+        given = requests.post(
+            f"{url}/api/upload-answer/{interview.pk}/{first.pk}",
+            headers=headers | {"X-Request-ID": request_id},
+            files={"audio": ("a.webm", audio, "audio/webm")},
+            timeout=30,
+        )
+        made = requests.post(
+            f"{url}/api/upload-answer/{interview.pk}/{second.pk}",
+            headers=headers,
+            files={"audio": ("a.webm", audio, "audio/webm")},
+            timeout=30,
+        )
+        assert given.status_code == made.status_code == 202
+        assert given.headers["X-Request-ID"] == request_id
+        generated = made.headers["X-Request-ID"]
+        assert re.fullmatch(r"[0-9a-f]{32}", generated)
+        wait_for(
+            lambda: Answer.objects.filter(transcription_status="completed").count() == 2,
+            timeout=60,
+            what="both transcripts",
+        )
+        wait_for(
+            lambda: cluster.output().count("Transcription completed") == 2,
+            what="the job's last log line",
+        )
+    finally:
+        cluster.stop()
+        web.stop()
+        api.stop()
+
+    # The qcluster's output is one JSON object per line, every line.
+    job_lines = [json.loads(line) for line in cluster.output().splitlines() if line.strip()]
+    # gunicorn's own lines (boot, access log) are plain; Django's are JSON.
+    web_lines = [json.loads(line) for line in web.output().splitlines() if line.startswith("{")]
+    answers = {a.question_id: a.pk for a in Answer.objects.all()}
+    for rid, question in [(request_id, first), (generated, second)]:
+        (request_line,) = [
+            line
+            for line in web_lines
+            if line["logger"] == "monitoring.request" and line["request_id"] == rid
+        ]
+        assert request_line["path"] == f"/api/upload-answer/{interview.pk}/{question.pk}"
+        assert request_line["status"] == 202
+        job_messages = [line["message"] for line in job_lines if line["request_id"] == rid]
+        answer = f"answer={answers[question.pk]}"
+        assert any(m.startswith("Starting transcription") and answer in m for m in job_messages)
+        assert any(m.startswith("Transcription completed") and answer in m for m in job_messages)
+        # Nothing of the other answer's job is under this id.
+        other = answers[second.pk if question == first else first.pk]
+        assert not any(f"answer={other}" in m for m in job_messages), job_messages
+
+
+@pytest.mark.slow
+def test_an_unexpected_job_exception_reaches_sentry_with_ids_and_without_the_transcript(
+    interview, upload, spoken, gridfs, tmp_path
+):
+    receiver = SentryReceiver().start()
+    cluster = start_qcluster(
+        tmp_path, TRANSCRIBER="tests.engines.CrashingTranscriber", SENTRY_DSN=receiver.dsn
+    )
+    try:
+        question = interview.ordered_questions()[0]
+        audio = spoken("Nothing of this may leave.")
+        assert upload(interview.pk, question.pk, audio).status_code == 202
+        answer = Answer.objects.get()
+        (event,) = wait_for(receiver.events, timeout=60, what="the error event")
+        wait_for(
+            lambda: Answer.objects.filter(transcription_status="failed").exists(),
+            what="the answer to fail",
+        )
+    finally:
+        cluster.stop()
+        receiver.stop()
+
+    assert event["tags"]["answer_id"] == str(answer.pk)
+    assert event["tags"]["attempt"] == "1"
+    (exception,) = event["exception"]["values"]
+    assert exception["type"] == "RuntimeError"
+    assert "engine bug" in exception["value"]
+    raw = b"".join(receiver.bodies)
+    assert CrashingTranscriber.TRANSCRIPT.encode() not in raw
+    assert b"Nothing of this" not in raw
+    assert "vars" not in json.dumps(exception["stacktrace"])  # no local variables at all
