@@ -3,7 +3,7 @@ from the upload into its job)."""
 
 from django_q.signals import post_execute_in_worker, pre_enqueue, pre_execute
 
-from . import errors
+from . import errors, metrics  # noqa: F401 - metrics: registered at start, exported at 0
 from .logs import request_id_var
 
 # The request id travels inside the task package, beside django-q's own keys.
