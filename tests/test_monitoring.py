@@ -353,3 +353,30 @@ def test_an_unexpected_job_exception_reaches_sentry_with_ids_and_without_the_tra
     assert CrashingTranscriber.TRANSCRIPT.encode() not in raw
     assert b"Nothing of this" not in raw
     assert "vars" not in json.dumps(exception["stacktrace"])  # no local variables at all
+
+
+def test_sentry_events_lose_every_private_value_and_keep_the_ids():
+    from monitoring.errors import FILTERED, scrub_event
+
+    event = {
+        "tags": {"answer_id": "7", "session_id": "3", "attempt": "2"},
+        "request": {
+            "headers": {"Authorization": "Token abc", "Cookie": "sessionid=x", "Accept": "*/*"},
+            "data": {"audio": "RIFF....", "question": "4"},
+        },
+        "extra": {"transcript": "what I said", "words": [{"word": "what"}], "api_key": "sk-1"},
+        "breadcrumbs": {"values": [{"data": {"OPENAI_API_KEY": "sk-2", "status": "failed"}}]},
+    }
+    scrubbed = scrub_event(event, {})
+    assert scrubbed["tags"] == {"answer_id": "7", "session_id": "3", "attempt": "2"}
+    assert scrubbed["request"]["headers"] == {
+        "Authorization": FILTERED,
+        "Cookie": FILTERED,
+        "Accept": "*/*",
+    }
+    assert scrubbed["request"]["data"] == {"audio": FILTERED, "question": "4"}
+    assert set(scrubbed["extra"].values()) == {FILTERED}
+    assert scrubbed["breadcrumbs"]["values"][0]["data"] == {
+        "OPENAI_API_KEY": FILTERED,
+        "status": "failed",
+    }
