@@ -8,6 +8,8 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import sentry_sdk
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
 # A caller's id is kept only if it is short and plain, so it cannot forge log structure.
@@ -30,6 +32,8 @@ class RequestIdMiddleware:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else new_request_id()
         token = request_id_var.set(request_id)
+        # An error event of this request names it too (one grep from Sentry to the logs).
+        sentry_sdk.get_isolation_scope().set_tag("request_id", request_id)
         started = time.perf_counter()
         try:
             response = self.get_response(request)

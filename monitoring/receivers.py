@@ -19,8 +19,9 @@ def carry_request_id(sender, task, **kwargs):
 
 def job_started(sender, func, task, **kwargs):
     """In the worker: log the job's lines under its upload's request id; tag its errors."""
-    request_id_var.set(task.get(TASK_REQUEST_ID, ""))
-    errors.job_context(task=task.get("name", ""), task_id=task.get("id", ""))
+    request_id = task.get(TASK_REQUEST_ID, "")
+    request_id_var.set(request_id)
+    errors.job_context(task=task.get("name", ""), request_id=request_id)
 
 
 def job_finished(sender, func, task, **kwargs):
