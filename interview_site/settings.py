@@ -82,10 +82,11 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "corsheaders",
+    # Before django_q: its qcluster command extends django-q2's with a graceful stop.
+    "transcription",
     "django_q",
     "django_prometheus",
     "sessions_app",
-    "transcription",
     "monitoring",
 ]
 
@@ -219,10 +220,6 @@ MAX_ANSWER_SECONDS = env_int("MAX_ANSWER_SECONDS", 600)
 TRANSCRIPTION_MAX_ATTEMPTS = env_int("TRANSCRIPTION_MAX_ATTEMPTS", 5)
 TRANSCRIPTION_RETRY_BASE_SECONDS = env_int("TRANSCRIPTION_RETRY_BASE_SECONDS", 30)
 
-# Transcribe inside the upload request, as the design's "before" did. Only the benchmark's
-# baseline sets it: the candidate then waits for Whisper on every answer.
-TRANSCRIBE_IN_REQUEST = env_bool("TRANSCRIBE_IN_REQUEST", False)
-
 WHISPER_MODEL_DIR = Path(os.environ.get("WHISPER_MODEL_DIR") or VAR_DIR / "whisper-base")
 WHISPER_BEAM_SIZE = env_int("WHISPER_BEAM_SIZE", 5)
 WHISPER_CPU_THREADS = env_int("WHISPER_CPU_THREADS", 0)  # 0: let CTranslate2 decide
@@ -245,8 +242,8 @@ Q_CLUSTER = {
     "poll": 0.2,
     "save_limit": 1000,
 }
-# A processing claim older than timeout + margin belongs to a lost worker: re-queued by the
-# stuck-job recovery until TRANSCRIPTION_MAX_ATTEMPTS, then failed.
+# A processing claim older than timeout + margin belongs to a lost worker: released to the
+# queue by the reconciler until TRANSCRIPTION_MAX_ATTEMPTS, then failed.
 STUCK_TRANSCRIPTION_MARGIN_SECONDS = env_int("STUCK_TRANSCRIPTION_MARGIN_SECONDS", 60)
 if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
     raise ImproperlyConfigured("Q_CLUSTER retry must exceed timeout")

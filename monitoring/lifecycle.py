@@ -2,28 +2,25 @@
 each change (the web for uploads and re-queues, a qcluster worker for the job)."""
 
 import logging
-import re
+
+from transcription import services
 
 from . import errors, metrics
 
 logger = logging.getLogger(__name__)
 
-# A failed transcription's error is written for the candidate; the metric needs few, stable
-# labels. The first pattern that matches names the reason.
-FAILURE_REASONS = [
-    ("audio_missing", re.compile(r"no longer stored|expired|record (the|this) answer again", re.I)),
-    ("gave_up", re.compile(r"gave up|attempts", re.I)),
-    ("lost_worker", re.compile(r"worker|stuck|lost", re.I)),
-    ("unexpected", re.compile(r"unexpected", re.I)),
-    ("bad_audio", re.compile(r"audio|decode|corrupt|invalid", re.I)),
-]
-
 
 def failure_reason(error: str) -> str:
-    for reason, pattern in FAILURE_REASONS:
-        if pattern.search(error or ""):
-            return reason
-    return "engine"
+    """A few stable labels for the candidate-facing error the lifecycle wrote."""
+    if error == services.NO_AUDIO:
+        return "audio_missing"
+    if error == services.UNEXPECTED:
+        return "unexpected"
+    if "gave up after" in error:
+        return "gave_up"  # transient errors (API down, MongoDB unreachable) until max attempts
+    if error.startswith("Transcription did not finish"):
+        return "lost_worker"  # the reconciler failed it after its workers kept disappearing
+    return "engine_rejected"  # a permanent engine error, in the engine's words
 
 
 def _seconds(later, earlier) -> float | None:
@@ -58,9 +55,15 @@ def _record(transcription, old_status, new_status):
             metrics.audio_seconds.inc(transcription.audio_seconds)
     elif new_status == "failed":
         metrics.transcriptions_finished.labels(status="failed").inc()
-        metrics.transcription_failures.labels(reason=failure_reason(transcription.error)).inc()
-    elif new_status == "queued" and old_status == "processing":
+        reason = failure_reason(transcription.error or "")
+        metrics.transcription_failures.labels(reason=reason).inc()
+    elif new_status == "queued" and transcription.next_attempt_at is not None:
+        # A failed attempt waiting for its backoff (a stopping worker's release has none).
         metrics.retries.inc()
+
+
+def record_reconcile(sender, report, **kwargs):
+    metrics.reconciler_requeues.inc(len(report.enqueued) + len(report.released))
 
 
 def _tag_job(transcription):

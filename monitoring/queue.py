@@ -10,13 +10,15 @@ from django_q.status import Stat
 
 from sessions_app.models import Answer
 from transcription import storage
+from transcription.models import Transcription
 
-STATUSES = [status.value for status in Answer.Status]
+STATUSES = [status.value for status in Transcription.Status]
 
 
 def answers_by_status() -> dict[str, int]:
+    """Answers by their current transcription's status."""
     counts = dict(
-        Answer.objects.values_list("transcription_status").annotate(n=Count("id")).order_by()
+        Answer.objects.values_list("transcription__status").annotate(n=Count("id")).order_by()
     )
     return {status: counts.get(status, 0) for status in STATUSES}
 
@@ -24,11 +26,12 @@ def answers_by_status() -> dict[str, int]:
 def oldest_queued_seconds() -> float:
     """How long the longest-waiting queued answer has been due for a worker (0: none waits).
 
-    An answer waiting for a retry's backoff is not due until its ``next_attempt_at``.
+    A transcription is queued since its last status change (``updated_at``); one waiting for
+    a retry's backoff is not due until its ``next_attempt_at``.
     """
     now = timezone.now()
     due_since = (
-        Answer.objects.filter(transcription_status=Answer.Status.QUEUED)
+        Transcription.objects.filter(status=Transcription.Status.QUEUED)
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .aggregate(oldest=Min(Coalesce("next_attempt_at", "updated_at")))["oldest"]
     )

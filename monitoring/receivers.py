@@ -1,9 +1,11 @@
-"""Where monitoring listens: django-q's task signals (request id and error context carried
-from the upload into its job)."""
+"""Where monitoring listens: the transcription lifecycle (counters and histograms) and
+django-q's task signals (request id and error context carried from the upload into its job)."""
 
 from django_q.signals import post_execute_in_worker, pre_enqueue, pre_execute
 
-from . import errors, metrics  # noqa: F401 - metrics: registered at start, exported at 0
+from transcription.signals import reconciled, transcription_changed
+
+from . import errors, lifecycle
 from .logs import request_id_var
 
 # The request id travels inside the task package, beside django-q's own keys.
@@ -30,6 +32,10 @@ def job_finished(sender, func, task, **kwargs):
 
 
 def connect() -> None:
+    transcription_changed.connect(
+        lifecycle.record_transition, dispatch_uid="monitoring.record_transition"
+    )
+    reconciled.connect(lifecycle.record_reconcile, dispatch_uid="monitoring.record_reconcile")
     pre_enqueue.connect(carry_request_id, dispatch_uid="monitoring.carry_request_id")
     pre_execute.connect(job_started, dispatch_uid="monitoring.job_started")
     post_execute_in_worker.connect(job_finished, dispatch_uid="monitoring.job_finished")

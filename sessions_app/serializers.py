@@ -84,8 +84,13 @@ class AnswerUploadSerializer(serializers.Serializer):
 
 
 class AnswerStatusSerializer(serializers.ModelSerializer):
-    status = serializers.CharField(source="transcription_status")
-    error = serializers.CharField(source="transcription_error")
+    status = serializers.CharField(source="transcription.status")
+    transcript = serializers.CharField(source="transcription.transcript")
+    error = serializers.CharField(source="transcription.error")
+    transcribed_at = serializers.DateTimeField(source="transcription.transcribed_at")
+    language = serializers.CharField(source="transcription.language")
+    attempts = serializers.IntegerField(source="transcription.attempts")
+    next_attempt_at = serializers.DateTimeField(source="transcription.next_attempt_at")
 
     class Meta:
         model = Answer
@@ -108,6 +113,7 @@ class AnswerResultSerializer(AnswerStatusSerializer):
             "status",
             "transcript",
             "score",
+            "score_error",
             "feedback",
             "model_answer",
             "error",

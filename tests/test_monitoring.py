@@ -18,6 +18,7 @@ from tests.engines import CrashingTranscriber
 from tests.openai_server import FakeOpenAI
 from tests.sentry_server import SentryReceiver
 from tests.support import start_gunicorn, start_qcluster, wait_for
+from transcription.models import Transcription
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -46,7 +47,7 @@ def status_gauges(samples) -> dict[str, float]:
 
 
 def database_counts() -> dict[str, int]:
-    return {s: Answer.objects.filter(transcription_status=s).count() for s in STATUSES}
+    return {s: Answer.objects.filter(transcription__status=s).count() for s in STATUSES}
 
 
 def test_metrics_need_the_token_or_an_allowed_address_in_production(settings, gridfs):
@@ -78,7 +79,8 @@ def test_scrape_time_gauges_match_the_database_and_gridfs(settings, interview, g
     for status, question in zip(
         ["queued", "failed", "completed"], interview.ordered_questions(), strict=True
     ):
-        baker.make(Answer, session=interview, question=question, transcription_status=status)
+        transcription = baker.make(Transcription, status=status)
+        baker.make(Answer, session=interview, question=question, transcription=transcription)
     gridfs["fs.files"].insert_many(
         [{"length": 1000, "chunkSize": 261120}, {"length": 2345, "chunkSize": 261120}]
     )
@@ -200,7 +202,7 @@ def test_metrics_from_two_gunicorn_workers_and_qcluster_after_20_uploads(
             **shared,
         )
         wait_for(
-            lambda: Answer.objects.filter(transcription_status="completed").count() == 20,
+            lambda: Answer.objects.filter(transcription__status="completed").count() == 20,
             timeout=120,
             what="20 transcripts",
         )
@@ -287,7 +289,7 @@ def test_json_logs_of_an_upload_and_its_job_share_the_request_id(
         generated = made.headers["X-Request-ID"]
         assert re.fullmatch(r"[0-9a-f]{32}", generated)
         wait_for(
-            lambda: Answer.objects.filter(transcription_status="completed").count() == 2,
+            lambda: Answer.objects.filter(transcription__status="completed").count() == 2,
             timeout=60,
             what="both transcripts",
         )
@@ -304,7 +306,7 @@ def test_json_logs_of_an_upload_and_its_job_share_the_request_id(
     job_lines = [json.loads(line) for line in cluster.output().splitlines() if line.strip()]
     # gunicorn's own lines (boot, access log) are plain; Django's are JSON.
     web_lines = [json.loads(line) for line in web.output().splitlines() if line.startswith("{")]
-    answers = {a.question_id: a.pk for a in Answer.objects.all()}
+    transcriptions = {a.question_id: a.transcription_id for a in Answer.objects.all()}
     for rid, question in [(request_id, first), (generated, second)]:
         (request_line,) = [
             line
@@ -314,12 +316,12 @@ def test_json_logs_of_an_upload_and_its_job_share_the_request_id(
         assert request_line["path"] == f"/api/upload-answer/{interview.pk}/{question.pk}"
         assert request_line["status"] == 202
         job_messages = [line["message"] for line in job_lines if line["request_id"] == rid]
-        answer = f"answer={answers[question.pk]}"
-        assert any(m.startswith("Starting transcription") and answer in m for m in job_messages)
-        assert any(m.startswith("Transcription completed") and answer in m for m in job_messages)
+        mine = re.compile(rf"\btranscription={transcriptions[question.pk]}\b")
+        assert any(m.startswith("Starting transcription") and mine.search(m) for m in job_messages)
+        assert any(m.startswith("Transcription completed") and mine.search(m) for m in job_messages)
         # Nothing of the other answer's job is under this id.
-        other = answers[second.pk if question == first else first.pk]
-        assert not any(f"answer={other}" in m for m in job_messages), job_messages
+        other = transcriptions[second.pk if question == first else first.pk]
+        assert not any(re.search(rf"\btranscription={other}\b", m) for m in job_messages)
 
 
 @pytest.mark.slow
@@ -337,7 +339,7 @@ def test_an_unexpected_job_exception_reaches_sentry_with_ids_and_without_the_tra
         answer = Answer.objects.get()
         (event,) = wait_for(receiver.events, timeout=60, what="the error event")
         wait_for(
-            lambda: Answer.objects.filter(transcription_status="failed").exists(),
+            lambda: Answer.objects.filter(transcription__status="failed").exists(),
             what="the answer to fail",
         )
     finally:
@@ -345,13 +347,15 @@ def test_an_unexpected_job_exception_reaches_sentry_with_ids_and_without_the_tra
         receiver.stop()
 
     assert event["tags"]["answer_id"] == str(answer.pk)
+    assert event["tags"]["transcription_id"] == str(answer.transcription_id)
+    assert event["tags"]["session_id"] == str(interview.pk)
     assert event["tags"]["attempt"] == "1"
     (exception,) = event["exception"]["values"]
     assert exception["type"] == "RuntimeError"
     assert "engine bug" in exception["value"]
     raw = b"".join(receiver.bodies)
     assert CrashingTranscriber.TRANSCRIPT.encode() not in raw
-    assert b"Nothing of this" not in raw
+    assert b"RIFF" not in raw  # the wav's first bytes: no audio either
     assert "vars" not in json.dumps(exception["stacktrace"])  # no local variables at all
 
 
