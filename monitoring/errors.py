@@ -60,6 +60,7 @@ def _scrub(value):
 
 def job_context(**context) -> None:
     """Tag the errors of the job running in this worker with ids (never content)."""
+    context = {key: str(value) for key, value in context.items() if value not in (None, "")}
     scope = sentry_sdk.get_isolation_scope()
     for key, value in context.items():
         scope.set_tag(key, value)

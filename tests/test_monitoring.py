@@ -14,7 +14,6 @@ from rest_framework.authtoken.models import Token
 
 from sessions_app.models import Answer
 from sessions_app.services import session_create
-from tests.engines import CrashingTranscriber
 from tests.openai_server import FakeOpenAI
 from tests.sentry_server import SentryReceiver
 from tests.support import start_gunicorn, start_qcluster, wait_for
@@ -329,8 +328,12 @@ def test_an_unexpected_job_exception_reaches_sentry_with_ids_and_without_the_tra
     interview, upload, spoken, gridfs, tmp_path
 ):
     receiver = SentryReceiver().start()
+    transcript = f"my private answer {uuid.uuid4().hex}"
     cluster = start_qcluster(
-        tmp_path, TRANSCRIBER="tests.engines.CrashingTranscriber", SENTRY_DSN=receiver.dsn
+        tmp_path,
+        TRANSCRIBER="tests.engines.CrashingTranscriber",
+        CRASHING_ENGINE_TRANSCRIPT=transcript,
+        SENTRY_DSN=receiver.dsn,
     )
     try:
         question = interview.ordered_questions()[0]
@@ -354,7 +357,8 @@ def test_an_unexpected_job_exception_reaches_sentry_with_ids_and_without_the_tra
     assert exception["type"] == "RuntimeError"
     assert "engine bug" in exception["value"]
     raw = b"".join(receiver.bodies)
-    assert CrashingTranscriber.TRANSCRIPT.encode() not in raw
+    assert transcript.encode() not in raw
+    assert b"my private answer" not in raw
     assert b"RIFF" not in raw  # the wav's first bytes: no audio either
     assert "vars" not in json.dumps(exception["stacktrace"])  # no local variables at all
 
