@@ -3,9 +3,7 @@
 import logging
 import re
 
-import sentry_sdk
-from sentry_sdk.integrations.django import DjangoIntegration
-from sentry_sdk.integrations.logging import LoggingIntegration
+from django.conf import settings
 
 FILTERED = "[Filtered]"
 # Keys whose values never leave the process: what a candidate said, their audio, credentials.
@@ -19,6 +17,11 @@ _ALLOWED_KEYS = {"session_id", "transcription_id", "answer_id"}
 
 def sentry_init(*, dsn: str, environment: str) -> None:
     """Send unhandled errors and ERROR log records (with their exception) to ``dsn``."""
+    # Imported here: without a DSN, no process pays for importing the SDK.
+    import sentry_sdk
+    from sentry_sdk.integrations.django import DjangoIntegration
+    from sentry_sdk.integrations.logging import LoggingIntegration
+
     sentry_sdk.init(
         dsn=dsn,
         environment=environment,
@@ -60,6 +63,10 @@ def _scrub(value):
 
 def job_context(**context) -> None:
     """Tag the errors of the job running in this worker with ids (never content)."""
+    if not settings.SENTRY_DSN:
+        return
+    import sentry_sdk
+
     context = {key: str(value) for key, value in context.items() if value not in (None, "")}
     scope = sentry_sdk.get_isolation_scope()
     for key, value in context.items():
@@ -68,5 +75,15 @@ def job_context(**context) -> None:
 
 
 def job_context_clear() -> None:
-    scope = sentry_sdk.get_isolation_scope()
-    scope.clear()
+    if not settings.SENTRY_DSN:
+        return
+    import sentry_sdk
+
+    sentry_sdk.get_isolation_scope().clear()
+
+
+def tag_request(request_id: str) -> None:
+    if settings.SENTRY_DSN:
+        import sentry_sdk
+
+        sentry_sdk.get_isolation_scope().set_tag("request_id", request_id)

@@ -8,7 +8,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-import sentry_sdk
+from . import errors
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
@@ -33,7 +33,7 @@ class RequestIdMiddleware:
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else new_request_id()
         token = request_id_var.set(request_id)
         # An error event of this request names it too (one grep from Sentry to the logs).
-        sentry_sdk.get_isolation_scope().set_tag("request_id", request_id)
+        errors.tag_request(request_id)
         started = time.perf_counter()
         try:
             response = self.get_response(request)

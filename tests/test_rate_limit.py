@@ -79,7 +79,8 @@ def gunicorn(shared_cache, mongo_uri, tmp_path):
 
 def answers(url: str) -> bool:
     try:
-        requests.get(url, timeout=5)
+        # The first request loads the app in a fresh worker: slow on a busy machine.
+        requests.get(url, timeout=30)
     except requests.ConnectionError:
         return False
     return True
