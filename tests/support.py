@@ -258,8 +258,9 @@ def start_gunicorn(tmp_path: Path, *, workers: int = 2, **env: str) -> tuple[str
 
     def answers() -> bool:
         try:
-            requests.get(f"{url}/api/health/live", timeout=5)
-        except requests.ConnectionError:
+            # The first request loads the app in a fresh worker: slow on a busy machine.
+            requests.get(f"{url}/api/health/live", timeout=30)
+        except (requests.ConnectionError, requests.Timeout):
             return False
         return True
 
