@@ -31,7 +31,7 @@ from tests.support import (
     stored_state,
     wait_for,
 )
-from transcription import maintenance, services
+from transcription import maintenance, services, storage
 from transcription.backends import TranscriptionError
 from transcription.models import Transcription
 
@@ -104,6 +104,28 @@ def test_rerecording_whose_enqueue_fails_keeps_the_earlier_answer(
     assert response.status_code == 503
     assert stored_state(gridfs) == before
     run_until_completed(gridfs, (Answer.objects.get(), "first take"))
+
+
+def test_rerecording_whose_old_audio_cannot_be_deleted_is_still_accepted(
+    interview, upload, gridfs, spoken, scripted_engine, monkeypatch
+):
+    question = first_question(interview)
+    old_file = upload(interview.pk, question.pk, spoken("first take")).json()["file_id"]
+
+    def mongodb_gone(file_id):
+        raise storage.StorageUnavailable("MongoDB is unavailable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(storage, "delete_audio", mongodb_gone)
+        response = upload(
+            interview.pk, question.pk, scripted_engine.say(spoken("second take"), "second take")
+        )
+
+    assert response.status_code == 202  # saved, so never "nothing was saved"
+    answer = Answer.objects.get()
+    assert answer.transcription.gridfs_file_id == response.json()["file_id"]
+    assert audio_stored(gridfs, old_file)  # referenced by nothing: cleanup_audio's to remove
+    run_until_completed(gridfs, (answer, "second take"))
 
 
 def test_retry_whose_schedule_is_lost_is_enqueued_by_the_reconciler_once_due(

@@ -50,7 +50,7 @@ def metric_names(expr: str) -> set[str]:
 
 def test_alert_rules_pass_promtool_and_name_exported_metrics(exported):
     promtool = shutil.which("promtool")
-    assert promtool, "promtool is missing: .ci/run installs Debian's prometheus package"
+    assert promtool, "promtool is missing: `make test` installs Debian's prometheus package"
     result = subprocess.run(
         [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
     )
