@@ -388,3 +388,68 @@ def test_sentry_events_lose_every_private_value_and_keep_the_ids():
         "OPENAI_API_KEY": FILTERED,
         "status": "failed",
     }
+
+
+def test_lifecycle_counters_by_outcome_reason_retry_and_reconciler(
+    interview, upload, gridfs, spoken, scripted_engine
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_q.models import Schedule
+    from prometheus_client import REGISTRY
+
+    from tests.support import run_queued_jobs
+    from transcription import maintenance
+    from transcription.backends import TranscriptionError
+
+    def value(name, **labels):
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    watched = [
+        ("interview_transcriptions_finished_total", {"status": "completed"}),
+        ("interview_transcriptions_finished_total", {"status": "failed"}),
+        ("interview_transcription_failures_total", {"reason": "engine_rejected"}),
+        ("interview_transcription_failures_total", {"reason": "unexpected"}),
+        ("interview_transcription_retries_total", {}),
+        ("interview_transcription_reconciler_requeues_total", {}),
+        ("interview_transcription_upload_to_processing_seconds_count", {}),
+        ("interview_transcription_upload_to_completed_seconds_count", {}),
+        ("interview_transcription_audio_seconds_total", {}),
+    ]
+    before = {(name, tuple(labels.items())): value(name, **labels) for name, labels in watched}
+
+    def delta(name, **labels):
+        return value(name, **labels) - before[(name, tuple(labels.items()))]
+
+    flaky, rejected, buggy = (spoken(text) for text in ["flaky engine", "rejected", "buggy"])
+    scripted_engine.say(flaky, TranscriptionError("overloaded, try later"))
+    scripted_engine.say(rejected, TranscriptionError("Invalid file format.", permanent=True))
+    scripted_engine.say(buggy, RuntimeError("a bug"))
+    for question, audio in zip(
+        interview.ordered_questions(), [flaky, rejected, buggy], strict=True
+    ):
+        assert upload(interview.pk, question.pk, audio).status_code == 202
+    run_queued_jobs()
+    assert delta("interview_transcription_retries_total") == 1
+    assert delta("interview_transcriptions_finished_total", status="failed") == 2
+    assert delta("interview_transcription_failures_total", reason="engine_rejected") == 1
+    assert delta("interview_transcription_failures_total", reason="unexpected") == 1
+
+    # The retry's schedule is lost; once due, the reconciler gives it a job.
+    Schedule.objects.all().delete()
+    Transcription.objects.filter(status="queued").update(
+        next_attempt_at=timezone.now() - maintenance.DUE_GRACE - timedelta(seconds=1)
+    )
+    scripted_engine.say(flaky, "flaky engine")
+    assert len(maintenance.reconcile().enqueued) == 1
+    assert delta("interview_transcription_reconciler_requeues_total") == 1
+    run_queued_jobs()
+
+    assert delta("interview_transcriptions_finished_total", status="completed") == 1
+    assert delta("interview_transcription_upload_to_completed_seconds_count") == 1
+    # Observed once per upload (attempt 1), not again on the retry.
+    assert delta("interview_transcription_upload_to_processing_seconds_count") == 3
+    spoken_seconds = Transcription.objects.get(status="completed").audio_seconds
+    assert 0.5 < spoken_seconds < 5  # "flaky engine", spoken by espeak-ng
+    assert delta("interview_transcription_audio_seconds_total") == pytest.approx(spoken_seconds)
