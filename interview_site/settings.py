@@ -85,14 +85,13 @@ INSTALLED_APPS = [
     # Before django_q: its qcluster command extends django-q2's with a graceful stop.
     "transcription",
     "django_q",
-    "django_prometheus",
     "sessions_app",
     "monitoring",
 ]
 
 MIDDLEWARE = [
-    # First and last: django-prometheus times the whole request, every other middleware included.
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # First: the request's time includes every other middleware's.
+    "monitoring.middleware.MetricsMiddleware",
     "monitoring.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -103,7 +102,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "interview_site.urls"
@@ -154,11 +152,7 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
     )
 }
-# django-prometheus's wrappers of the same backends count queries, errors and connections.
-DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
-    "django.db.backends.", "django_prometheus.db.backends.", 1
-)
-if DATABASES["default"]["ENGINE"].endswith(".sqlite3"):
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the queue workers write from several processes at once:
     # WAL lets readers run beside the writer, IMMEDIATE takes the write lock up
     # front so that two writers queue instead of failing with "database is locked".
@@ -179,7 +173,7 @@ if DATABASES["default"]["ENGINE"].endswith(".sqlite3"):
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
-        # Django's own backends, counting gets, hits and misses as django-prometheus's do.
+        # Django's own backends, counting gets, hits and misses (monitoring/cache.py).
         "default": {"BACKEND": "monitoring.cache.RedisCache", "LOCATION": REDIS_URL}
     }
 else:

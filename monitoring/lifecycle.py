@@ -68,7 +68,12 @@ def record_reconcile(sender, report, **kwargs):
 
 def _tag_job(transcription):
     """The job that claimed this transcription: its errors carry these ids, never content."""
+    from django.conf import settings
+
     from sessions_app.models import Answer
+
+    if not settings.SENTRY_DSN:
+        return  # no query for a tag nobody reads
 
     metadata = transcription.metadata or {}
     errors.job_context(

@@ -5,7 +5,7 @@ from django_q.signals import post_execute_in_worker, pre_enqueue, pre_execute
 
 from transcription.signals import reconciled, transcription_changed
 
-from . import errors, lifecycle
+from . import errors, lifecycle, middleware
 from .logs import request_id_var
 
 # The request id travels inside the task package, beside django-q's own keys.
@@ -32,6 +32,7 @@ def job_finished(sender, func, task, **kwargs):
 
 
 def connect() -> None:
+    middleware.connect()
     transcription_changed.connect(
         lifecycle.record_transition, dispatch_uid="monitoring.record_transition"
     )

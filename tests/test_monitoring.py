@@ -248,6 +248,10 @@ def test_metrics_from_two_gunicorn_workers_and_qcluster_after_20_uploads(
     assert (
         total(after, "django_http_responses_total_by_status_view_method_total", status="202") == 20
     )
+    latency = "django_http_requests_latency_seconds_by_view_method_count"
+    assert total(after, latency, method="POST") == 20
+    assert total(after, "django_db_execute_total") > 20  # every upload queries and writes
+    assert total(after, "django_cache_get_total", backend="database") >= 20  # the throttle's
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ def exported(settings, db, gridfs) -> set[str]:
     """Every series name /metrics can carry (counters with _total, histograms' parts)."""
     settings.METRICS_TOKEN = "t" * 24
     client = Client()
-    client.get("/api/health/live")  # django-prometheus registers its request metrics on use
+    client.get("/api/health/live")  # labelled request metrics appear once used
     text = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {'t' * 24}").content.decode()
     names = set()
     for family in text_string_to_metric_families(text):
