@@ -81,8 +81,8 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
 
-# A platform's health check calls from inside its network, over plain HTTP.
-SECURE_REDIRECT_EXEMPT = [r"^api/health/?$"]
+# A platform's health check and the metrics scraper call from inside its network, over HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^api/health/?$", r"^api/health/(live|ready)/?$", r"^metrics/?$"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -99,11 +99,15 @@ INSTALLED_APPS = [
     "transcription",
     "django_q",
     "sessions_app",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
-    # First: a body over the limit is refused from its declared length before anything
-    # (CSRF, the multipart parser, a view) reads or spools a byte of it.
+    # First: the request's time includes every other middleware's (neither reads the body).
+    "monitoring.middleware.MetricsMiddleware",
+    "monitoring.logs.RequestIdMiddleware",
+    # Then, before anything (CSRF, the multipart parser, a view) reads or spools a byte of
+    # it, a body over the limit is refused from its declared length.
     "interview_site.middleware.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -235,12 +239,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        # Django's own backends, counting gets, hits and misses (monitoring/cache.py).
+        "default": {"BACKEND": "monitoring.cache.RedisCache", "LOCATION": REDIS_URL}
     }
 else:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "BACKEND": "monitoring.cache.DatabaseCache",
             "LOCATION": "django_cache",
             # Rate-limit slots are rows here: culling live ones would forget counts.
             "OPTIONS": {"MAX_ENTRIES": env_int("DATABASE_CACHE_MAX_ENTRIES", 100_000)},
@@ -361,12 +366,47 @@ CORS_URLS_REGEX = r"^/api/.*$"
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_TEMP_DIR = os.environ.get("FILE_UPLOAD_TEMP_DIR") or None
 
+# --- Monitoring -----------------------------------------------------------
+
+# GET /metrics: with METRICS_TOKEN, a scraper sends "Authorization: Bearer <token>"; addresses
+# in METRICS_ALLOWED_IPS (addresses or networks, the connecting peer's REMOTE_ADDR) need none.
+# With neither set, /metrics answers only in DEBUG.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
+# Readiness (/api/health/ready) fails when the oldest queued answer has waited this long.
+QUEUE_STALL_SECONDS = env_int("QUEUE_STALL_SECONDS", 300)
+
+# Error tracking: unset, nothing is sent anywhere.
+SENTRY_DSN = os.environ.get("SENTRY_DSN", "")
+SENTRY_ENVIRONMENT = os.environ.get("SENTRY_ENVIRONMENT") or (
+    "development" if DEBUG else "production"
+)
+if SENTRY_DSN:
+    # Here, so that web and qcluster processes both report (each loads these settings).
+    from monitoring.errors import sentry_init
+
+    sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT)
+
 # --- Logging --------------------------------------------------------------
 
+LOG_FORMAT = os.environ.get("LOG_FORMAT") or "plain"
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Every line carries the request id: the request's, or in a job the upload's that queued it.
+    "filters": {"request_id": {"()": "monitoring.logs.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "monitoring.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }

@@ -3,6 +3,8 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # /metrics, /api/health/ready and /api/health/live.
+    path("", include("monitoring.urls")),
     path("api/", include("sessions_app.urls")),
     # The candidate's interview screen; "/" is where an interview starts.
     path("", include("sessions_app.urls_pages")),

@@ -11,6 +11,7 @@ from django_q.conf import Conf
 from django_q.models import OrmQ
 from django_q.status import Stat
 
+from monitoring.queue import readiness
 from transcription import storage
 from transcription.models import Transcription
 
@@ -40,7 +41,7 @@ def health_check() -> dict:
 
 def public_view(report: dict) -> dict:
     """What anyone may see: ok or unavailable per part, no counts."""
-    return {part: report[part] for part in ("database", "mongodb", "cluster")}
+    return {part: report[part] for part in ("status", "database", "mongodb", "cluster")}
 
 
 def _check() -> dict:
@@ -76,4 +77,10 @@ def _check() -> dict:
     except Exception:
         logger.warning("Health: the cluster status is unreadable", exc_info=True)
         report["cluster"] = "unavailable"
+    # "degraded" when answers wait too long (readiness, /api/health/ready, says why).
+    try:
+        report["status"] = "ok" if readiness().ready else "degraded"
+    except Exception:
+        logger.warning("Health: readiness is unreadable", exc_info=True)
+        report["status"] = "unavailable"
     return report

@@ -15,6 +15,7 @@ from django_q.signing import SignedPackage
 
 from . import services, storage
 from .models import Transcription
+from .signals import reconciled
 
 logger = logging.getLogger(__name__)
 Status = Transcription.Status
@@ -77,6 +78,8 @@ def reconcile(*, dry_run: bool = False) -> ReconcileReport:
             services.transcription_recover(transcription=transcription)
     if report.enqueued or report.released or report.failed:
         logger.warning("Reconciler: %s", report)
+    if not dry_run:
+        reconciled.send(sender=ReconcileReport, report=report)
     return report
 
 

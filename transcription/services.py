@@ -11,6 +11,7 @@ commits together with the job that must follow (the ORM broker shares the databa
 each change announces itself once with ``transcription_changed`` after the commit.
 """
 
+import io
 import logging
 import random
 import time
@@ -25,6 +26,7 @@ from django_q.models import Schedule
 from django_q.tasks import async_task, schedule
 
 from . import storage, worker
+from .audio import duration_seconds
 from .backends import TranscriptionError, get_transcriber
 from .models import Transcription
 from .signals import transcription_changed
@@ -235,6 +237,8 @@ def transcription_run(*, transcription_id: int) -> str:
         audio_seconds=transcript.audio_seconds,
         transcribed_at=timezone.now(),
         engine_seconds=engine_seconds,
+        # With engine_seconds, the real-time factor on the dashboard (issue 14).
+        audio_seconds=duration_seconds(io.BytesIO(audio)),
         error="",
     )
     if completed is None:
