@@ -31,6 +31,16 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -83,8 +93,11 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "corsheaders",
     "django_q",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "sessions_app",
     "transcription",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -252,6 +265,29 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "sessions_app.api.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"uploads": os.environ.get("UPLOAD_RATE_LIMIT") or "60/minute"},
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI document at /api/schema/, its Swagger UI at /api/docs/ and Redoc at
+# /api/redoc/; their JavaScript and CSS are served from our static files (the sidecar), no CDN.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Interview practice API",
+    "DESCRIPTION": (
+        "Record spoken answers to interview questions, follow their transcription, and get "
+        'them scored. Every error has one shape: `{"error": {"code", "message", '
+        '"fields", "field_codes"}}`.'
+    ),
+    "VERSION": "1.0.0",
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "sessions_app.schema.add_common_errors",
+    ],
 }
 
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
@@ -259,6 +295,22 @@ CORS_URLS_REGEX = r"^/api/.*$"
 
 # Uploads above this are streamed to a temporary file by Django, never held in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+
+# --- Webhooks -------------------------------------------------------------
+
+# Production sends only to https URLs whose host resolves to public addresses (no SSRF into
+# the platform's own networks); development and tests also reach local receivers.
+WEBHOOK_REQUIRE_HTTPS = env_bool("WEBHOOK_REQUIRE_HTTPS", not DEBUG)
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", DEBUG)
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10)
+# A failed attempt (timeout, 408, 429, 5xx) is retried after BASE * 2^(attempt-1) seconds,
+# ±25% jitter, for up to RETRY_FOR seconds after the event; other 4xx are never retried.
+WEBHOOK_RETRY_BASE_SECONDS = env_float("WEBHOOK_RETRY_BASE_SECONDS", 5)
+WEBHOOK_RETRY_FOR_SECONDS = env_int("WEBHOOK_RETRY_FOR_SECONDS", 24 * 3600)
+# Waits up to this long happen in the worker; longer ones go through the scheduler.
+WEBHOOK_RETRY_IN_WORKER_SECONDS = env_float("WEBHOOK_RETRY_IN_WORKER_SECONDS", 5)
+# A due delivery untouched for this long is enqueued again by the reconciler.
+WEBHOOK_RECONCILE_GRACE_SECONDS = env_int("WEBHOOK_RECONCILE_GRACE_SECONDS", 30)
 
 # --- Logging --------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("sessions_app.urls")),
+    path("api/", include("webhooks.urls")),
     # The candidate's interview screen; "/" is where an interview starts.
     path("", include("sessions_app.urls_pages")),
 ]

@@ -112,3 +112,87 @@ class AnswerResultSerializer(AnswerStatusSerializer):
             "model_answer",
             "error",
         ]
+
+
+# --- Response shapes, for the OpenAPI document -----------------------------------------
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable, machine-readable reason, e.g. `too_large`.")
+    message = serializers.CharField(help_text="What went wrong, for a person.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Validation errors only: the messages for each invalid field.",
+    )
+    field_codes = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Validation errors only: the code of each message in `fields`, in order "
+        "(`required`, `too_long`, `max_value`, ...).",
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The one shape of every API error."""
+
+    error = ErrorBodySerializer()
+
+
+class UploadAcceptedSerializer(serializers.Serializer):
+    status = serializers.CharField(help_text='Always "processing": the upload was accepted.')
+    message = serializers.CharField()
+    file_id = serializers.CharField(
+        allow_null=True, help_text="The stored audio's id; null once the audio is deleted."
+    )
+    transcription_status = serializers.CharField()
+    status_url = serializers.URLField(help_text="Poll this URL for the transcript.")
+
+
+class NotUploadedSerializer(serializers.Serializer):
+    question_id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["not_uploaded"])
+
+
+class SessionStatusSummarySerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    not_uploaded = serializers.IntegerField()
+    queued = serializers.IntegerField()
+    processing = serializers.IntegerField()
+    completed = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class SessionStatusSerializer(serializers.Serializer):
+    session_id = serializers.IntegerField()
+    summary = SessionStatusSummarySerializer()
+    questions = serializers.ListField(
+        help_text="Each question in order: its answer's status, or `not_uploaded`."
+    )
+
+
+class AnalysisPendingSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["transcription_pending"])
+    message = serializers.CharField()
+    pending_count = serializers.IntegerField()
+    processing_count = serializers.IntegerField()
+    retry_after = serializers.IntegerField(help_text="Seconds; also in the Retry-After header.")
+
+
+class AnalysisSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["success"])
+    final_score = serializers.FloatField(allow_null=True)
+    scored_count = serializers.IntegerField()
+    failed_count = serializers.IntegerField()
+    answers = AnswerResultSerializer(many=True)
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField()
+
+
+class HealthSerializer(serializers.Serializer):
+    database = serializers.CharField()
+    mongodb = serializers.CharField()
+    queue = serializers.DictField(child=serializers.IntegerField(), allow_null=True)
+    cluster = serializers.JSONField(allow_null=True)
