@@ -268,8 +268,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
-# The OpenAPI document at /api/schema/, its Swagger UI at /api/docs/ and Redoc at
-# /api/redoc/; their JavaScript and CSS are served from our static files (the sidecar), no CDN.
+# The OpenAPI document at /api/schema/ and its Swagger UI at /api/docs/, whose JavaScript and
+# CSS are served from our static files (the sidecar), never from a CDN.
 SPECTACULAR_SETTINGS = {
     "TITLE": "Interview practice API",
     "DESCRIPTION": (
@@ -282,7 +282,6 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -71,7 +71,7 @@ def exception_handler(exc, context):
     if response is None:
         return None
     if isinstance(exc.detail, dict):
-        fields = exc.detail
+        fields = flatten_errors(exc.detail)
         message = " ".join(
             f"{name}: {' '.join(str(error) for error in errors)}" for name, errors in fields.items()
         )
@@ -81,7 +81,7 @@ def exception_handler(exc, context):
                 "message": message,
                 "fields": fields,
                 # Each message's own code (`required`, `too_long`...), which "invalid" hides.
-                "field_codes": exc.get_codes(),
+                "field_codes": flatten_errors(exc.get_codes()),
             }
         }
     elif isinstance(exc.detail, list):
@@ -91,6 +91,20 @@ def exception_handler(exc, context):
         code = exc.detail.code if hasattr(exc.detail, "code") else exc.default_code
         response.data = {"error": {"code": code, "message": str(exc.detail)}}
     return response
+
+
+def flatten_errors(detail, prefix: str = "") -> dict[str, list]:
+    """Return nested field errors as one list per dotted field name (`events.0`)."""
+    if isinstance(detail, dict):
+        items = detail.items()
+    elif isinstance(detail, list) and any(isinstance(item, dict | list) for item in detail):
+        items = enumerate(detail)
+    else:
+        return {prefix: detail if isinstance(detail, list) else [detail]}
+    flat = {}
+    for key, value in items:
+        flat |= flatten_errors(value, f"{prefix}.{key}" if prefix else str(key))
+    return flat
 
 
 def not_found(request, exception):

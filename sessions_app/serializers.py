@@ -9,7 +9,7 @@ from .models import Answer, InterviewSession, Question
 class SessionCreateSerializer(serializers.Serializer):
     role = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     language = serializers.RegexField(
-        r"^[a-z]{2,3}$",
+        r"^(?:[a-z]{2,3})?$",
         required=False,
         allow_blank=True,
         default="",

@@ -1,5 +1,5 @@
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from . import api
 
@@ -9,7 +9,6 @@ SESSION, QUESTION = ID.format("session_id"), ID.format("question_id")
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("auth/token/", api.TokenApi.as_view(), name="api-token"),
     re_path(r"^health/?$", api.HealthApi.as_view(), name="health"),
     re_path(r"^sessions/?$", api.SessionListCreateApi.as_view(), name="sessions"),

@@ -1,0 +1,77 @@
+"""Schemathesis fuzzes every operation of a real gunicorn against the API's own document."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+
+from tests.support import Process, database_url, free_port, port_open, process_env, wait_for
+
+EXAMPLES_PER_OPERATION = 25
+CHECKS = [
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_fuzzing_every_operation_finds_no_server_error_and_no_schema_violation(
+    questions, mongo_uri, tmp_path, capsys
+):
+    user = get_user_model().objects.create_user("fuzzer", password="fuzzing along")
+    token = Token.objects.create(user=user).key
+    port = free_port()
+    # Production settings behind the PaaS router: DEBUG off, plain HTTP marked as https.
+    env = process_env(
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY="only-for-this-test",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        DATABASE_URL=database_url(),
+    )
+    server = Process(
+        [sys.executable, "-m", "gunicorn", "interview_site.wsgi", f"--bind=127.0.0.1:{port}"]
+        + ["--workers=2", "--timeout=60"],
+        log=tmp_path / "gunicorn.log",
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: port_open(port) or not server.alive(), what="gunicorn to listen")
+        assert server.alive(), server.output()
+        run = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("schemathesis")),
+                "run",
+                f"{base}/api/schema/?format=json",
+                f"--url={base}",
+                f"--header=Authorization: Token {token}",
+                "--header=X-Forwarded-Proto: https",
+                f"--checks={','.join(CHECKS)}",
+                f"--max-examples={EXAMPLES_PER_OPERATION}",
+                "--seed=13",
+                "--workers=2",
+                "--request-timeout=30",
+                "--continue-on-failure",
+                "--report=json",
+                f"--report-json-path={tmp_path / 'report.json'}",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        server.stop()
+    summary = run.stdout[-3000:]
+    with capsys.disabled():
+        print(f"\nSchemathesis against gunicorn:\n{summary}")
+    assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-3000:] + server.output()[-5000:]
+    assert not re.search(r"\b[1-9]\d* (failures?|errors?)\b", summary), summary
