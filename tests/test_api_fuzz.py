@@ -9,7 +9,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
+from sessions_app.services import session_create
 from tests.support import Process, database_url, free_port, port_open, process_env, wait_for
+from webhooks.models import Endpoint
 
 EXAMPLES_PER_OPERATION = 25
 CHECKS = [
@@ -28,6 +30,25 @@ def test_fuzzing_every_operation_finds_no_server_error_and_no_schema_violation(
 ):
     user = get_user_model().objects.create_user("fuzzer", password="fuzzing along")
     token = Token.objects.create(user=user).key
+    # Real ids for part of the cases, so that they reach the views' logic, not only the 404.
+    sessions = [session_create(user=user, question_count=3) for _ in range(2)]
+    question_ids = [q.pk for session in sessions for q in session.ordered_questions()]
+    endpoint = Endpoint.objects.create(user=user, url="https://example.com/hook", secret="whsec_")
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(
+        f"""
+[dictionaries.sessions]
+values = {[session.pk for session in sessions]}
+[dictionaries.questions]
+values = {question_ids}
+[dictionaries.endpoints]
+values = [{endpoint.pk}]
+[parameters]
+"path.session_id" = {{ dictionary = "sessions", probability = 0.6 }}
+"path.question_id" = {{ dictionary = "questions", probability = 0.6 }}
+"path.endpoint_id" = {{ dictionary = "endpoints", probability = 0.6 }}
+"""
+    )
     port = free_port()
     # Production settings behind the PaaS router: DEBUG off, plain HTTP marked as https.
     env = process_env(
@@ -49,6 +70,7 @@ def test_fuzzing_every_operation_finds_no_server_error_and_no_schema_violation(
         run = subprocess.run(
             [
                 str(Path(sys.executable).with_name("schemathesis")),
+                f"--config-file={config}",
                 "run",
                 f"{base}/api/schema/?format=json",
                 f"--url={base}",
