@@ -310,6 +310,8 @@ WEBHOOK_RETRY_FOR_SECONDS = env_int("WEBHOOK_RETRY_FOR_SECONDS", 24 * 3600)
 WEBHOOK_RETRY_IN_WORKER_SECONDS = env_float("WEBHOOK_RETRY_IN_WORKER_SECONDS", 5)
 # A due delivery untouched for this long is enqueued again by the reconciler.
 WEBHOOK_RECONCILE_GRACE_SECONDS = env_int("WEBHOOK_RECONCILE_GRACE_SECONDS", 30)
+# An attempt still unfinished this long after its timeouts lost its worker: sent again.
+WEBHOOK_CLAIM_MARGIN_SECONDS = env_int("WEBHOOK_CLAIM_MARGIN_SECONDS", 30)
 
 # --- Logging --------------------------------------------------------------
 

@@ -25,8 +25,6 @@ logger = logging.getLogger(__name__)
 
 DELIVER_JOB = "webhooks.tasks.deliver"
 RESPONSE_KEPT_BYTES = 2048
-# A claim outlives the request's own timeouts by this much before a reconciler takes it back.
-CLAIM_MARGIN = timedelta(seconds=30)
 # A receiver's answer that may change if asked again: timeouts, 408, 429 and 5xx.
 RETRYABLE_STATUSES = {408, 429}
 
@@ -108,7 +106,10 @@ def delivery_send(*, delivery_id: int) -> Outcome:
         Delivery.objects.due(now)
         .filter(pk=delivery_id)
         .update(
-            claimed_until=now + timedelta(seconds=2 * timeout) + CLAIM_MARGIN,
+            # A claim outlives the request's timeouts (connect, read) by a margin; past
+            # it, the worker is gone and the reconciler hands the delivery out again.
+            claimed_until=now
+            + timedelta(seconds=2 * timeout + settings.WEBHOOK_CLAIM_MARGIN_SECONDS),
             attempts=F("attempts") + 1,
         )
     )
