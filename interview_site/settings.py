@@ -92,11 +92,12 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "corsheaders",
+    # Before django_q: its qcluster command extends django-q2's with a graceful stop.
+    "transcription",
     "django_q",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "sessions_app",
-    "transcription",
     "webhooks",
 ]
 
@@ -221,10 +222,6 @@ MAX_ANSWER_SECONDS = env_int("MAX_ANSWER_SECONDS", 600)
 TRANSCRIPTION_MAX_ATTEMPTS = env_int("TRANSCRIPTION_MAX_ATTEMPTS", 5)
 TRANSCRIPTION_RETRY_BASE_SECONDS = env_int("TRANSCRIPTION_RETRY_BASE_SECONDS", 30)
 
-# Transcribe inside the upload request, as the design's "before" did. Only the benchmark's
-# baseline sets it: the candidate then waits for Whisper on every answer.
-TRANSCRIBE_IN_REQUEST = env_bool("TRANSCRIBE_IN_REQUEST", False)
-
 WHISPER_MODEL_DIR = Path(os.environ.get("WHISPER_MODEL_DIR") or VAR_DIR / "whisper-base")
 WHISPER_BEAM_SIZE = env_int("WHISPER_BEAM_SIZE", 5)
 WHISPER_CPU_THREADS = env_int("WHISPER_CPU_THREADS", 0)  # 0: let CTranslate2 decide
@@ -247,8 +244,8 @@ Q_CLUSTER = {
     "poll": 0.2,
     "save_limit": 1000,
 }
-# A processing claim older than timeout + margin belongs to a lost worker: re-queued by the
-# stuck-job recovery until TRANSCRIPTION_MAX_ATTEMPTS, then failed.
+# A processing claim older than timeout + margin belongs to a lost worker: released to the
+# queue by the reconciler until TRANSCRIPTION_MAX_ATTEMPTS, then failed.
 STUCK_TRANSCRIPTION_MARGIN_SECONDS = env_int("STUCK_TRANSCRIPTION_MARGIN_SECONDS", 60)
 if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
     raise ImproperlyConfigured("Q_CLUSTER retry must exceed timeout")
@@ -283,6 +280,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "TranscriptionStatusEnum": "transcription.models.Transcription.Status",
+        "SessionStatusEnum": "sessions_app.models.InterviewSession.Status",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "sessions_app.schema.add_common_errors",

@@ -10,3 +10,4 @@ urlpatterns = [
 ]
 
 handler404 = "sessions_app.api.not_found"
+handler500 = "sessions_app.api.server_error"

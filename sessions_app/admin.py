@@ -8,29 +8,45 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 from django_q.models import Failure, OrmQ, Success
 
-from .models import Answer, InterviewSession, Question
-from .services import RequeueRefused, transcription_requeue, transcription_task_name
+from transcription.services import RequeueRefused, task_name, transcription_requeue
 
-# Fields the pipeline owns: editing them by hand would desynchronise answer and audio.
-PIPELINE_FIELDS = [
-    "session",
-    "question",
-    "transcription_status",
+from .models import Answer, InterviewSession, Question
+
+# What the pipeline owns, read through the answer's current transcription: editing it by
+# hand would desynchronise the answer, its job and its audio.
+TRANSCRIPTION_FIELDS = [
+    "status",
     "attempts",
     "processing_started_at",
     "next_attempt_at",
     "transcribed_at",
-    "transcription_error",
+    "error",
     "transcript",
     "language",
-    "score",
-    "feedback",
-    "model_answer",
     "gridfs_file_id",
     "content_type",
+]
+PIPELINE_FIELDS = [
+    "session",
+    "question",
+    "transcription",
+    *(f"transcription_{name}" for name in TRANSCRIPTION_FIELDS),
+    "score",
+    "score_error",
+    "feedback",
+    "model_answer",
     "created_at",
     "updated_at",
 ]
+
+
+def _transcription_field(name: str):
+    def read(self, answer):
+        return getattr(answer.transcription, name)
+
+    read.short_description = name.replace("_", " ")
+    read.admin_order_field = f"transcription__{name}"
+    return read
 
 
 @admin.register(Question)
@@ -40,10 +56,18 @@ class QuestionAdmin(admin.ModelAdmin):
     search_fields = ["text", "slug"]
 
 
-class AnswerInline(admin.TabularInline):
+class TranscriptionFieldsMixin:
+    """Show the answer's transcription fields as read-only columns of the answer."""
+
+
+for _name in TRANSCRIPTION_FIELDS:
+    setattr(TranscriptionFieldsMixin, f"transcription_{_name}", _transcription_field(_name))
+
+
+class AnswerInline(TranscriptionFieldsMixin, admin.TabularInline):
     model = Answer
-    fields = ["question", "transcription_status", "attempts", "transcription_error"]
-    fields += ["transcript", "score"]
+    fields = ["question", "transcription_status", "transcription_attempts"]
+    fields += ["transcription_error", "transcription_transcript", "score"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -64,7 +88,7 @@ class InterviewSessionAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         counts = {
-            status: Count("answers", filter=Q(answers__transcription_status=status))
+            status: Count("answers", filter=Q(answers__transcription__status=status))
             for status in Answer.Status
         }
         return super().get_queryset(request).select_related("user").annotate(**counts)
@@ -75,21 +99,21 @@ class InterviewSessionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Answer)
-class AnswerAdmin(admin.ModelAdmin):
+class AnswerAdmin(TranscriptionFieldsMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "session_link",
         "user",
         "question_text",
         "transcription_status",
-        "attempts",
-        "next_attempt_at",
+        "transcription_attempts",
+        "transcription_next_attempt_at",
         "transcription_error",
         "age",
     ]
-    list_filter = ["transcription_status", "language", "created_at"]
+    list_filter = ["transcription__status", "transcription__language", "created_at"]
     search_fields = ["=session__id", "session__user__username", "question__text"]
-    list_select_related = ["session__user", "question"]
+    list_select_related = ["session__user", "question", "transcription"]
     readonly_fields = [*PIPELINE_FIELDS, "queue_tasks"]
     actions = ["requeue_transcriptions"]
     change_form_template = "admin/sessions_app/answer/change_form.html"
@@ -116,7 +140,7 @@ class AnswerAdmin(admin.ModelAdmin):
 
     @admin.display(description="Django-Q tasks")
     def queue_tasks(self, answer):
-        name = transcription_task_name(answer.pk)
+        name = task_name(answer.transcription_id)
         links = [
             ("admin:django_q_ormq_changelist", OrmQ, "waiting in the queue"),
             ("admin:django_q_failure_changelist", Failure, "failed"),
@@ -131,12 +155,12 @@ class AnswerAdmin(admin.ModelAdmin):
             return "No task recorded for this answer."
         return format_html_join(" · ", '<a href="{}">{}</a>', found)
 
-    @admin.action(description="Re-queue selected transcriptions")
+    @admin.action(description="Re-queue selected transcriptions", permissions=["change"])
     def requeue_transcriptions(self, request, queryset):
         requeued, refused = 0, []
-        for answer in queryset.order_by("pk"):
+        for answer in queryset.select_related("transcription").order_by("pk"):
             try:
-                transcription_requeue(answer=answer)
+                transcription_requeue(transcription=answer.transcription)
                 requeued += 1
             except RequeueRefused as reason:
                 refused.append(f"answer {answer.pk}: {reason}")

@@ -1,7 +1,9 @@
 """The JSON API: thin views that validate, call one service, and answer."""
 
+import logging
+
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.urls import reverse
 from django.views import defaults
@@ -27,7 +29,6 @@ from transcription.storage import StorageUnavailable
 from . import services
 from .health import health_check
 from .models import Answer, InterviewSession
-from .scoring import ScoringError
 from .serializers import (
     AnalysisPendingSerializer,
     AnalysisSerializer,
@@ -43,6 +44,8 @@ from .serializers import (
     UploadAcceptedSerializer,
     UploadTooLarge,
 )
+
+logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the audio
@@ -60,13 +63,13 @@ def exception_handler(exc, context):
             "Audio storage is unavailable; nothing was saved. Try again shortly.",
             code="storage_unavailable",
         )
-    elif isinstance(exc, DatabaseError):
+    elif isinstance(exc, OperationalError | InterfaceError):
+        # Only an unreachable database; any other DatabaseError is a bug: a logged 500.
+        logger.warning("Database unavailable: %s", exc)
         exc = ServiceUnavailable(
             "The database is unavailable; nothing was saved. Try again shortly.",
             code="database_unavailable",
         )
-    elif isinstance(exc, ScoringError):
-        exc = ServiceUnavailable(f"Scoring is unavailable: {exc}", code="scoring_unavailable")
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -115,6 +118,16 @@ def not_found(request, exception):
             status=404,
         )
     return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """Answer an unexpected error (already logged by Django) in JSON under /api/."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {"error": {"code": "server_error", "message": "Something went wrong on our side."}},
+            status=500,
+        )
+    return defaults.server_error(request)
 
 
 def get_own_session(request, session_id: int) -> InterviewSession:
@@ -254,8 +267,8 @@ class AnswerUploadApi(APIView):
             {
                 "status": "processing",
                 "message": "Audio uploaded successfully, transcription in progress",
-                "file_id": answer.gridfs_file_id,
-                "transcription_status": answer.transcription_status,
+                "file_id": answer.transcription.gridfs_file_id,
+                "transcription_status": answer.transcription.status,
                 "status_url": request.build_absolute_uri(status_url),
             },
             status=status.HTTP_202_ACCEPTED,
@@ -280,7 +293,9 @@ def _content_length(request) -> int:
 class AnswerStatusApi(APIView):
     def get(self, request, session_id, question_id):
         session = get_own_session(request, session_id)
-        answer = session.answers.filter(question_id=question_id).first()
+        answer = (
+            session.answers.select_related("transcription").filter(question_id=question_id).first()
+        )
         if answer is None:
             raise exceptions.NotFound(
                 "No answer has been uploaded for this question.", code="answer_not_found"
@@ -299,7 +314,9 @@ class AnswerStatusApi(APIView):
 class SessionStatusApi(APIView):
     def get(self, request, session_id):
         session = get_own_session(request, session_id)
-        answers = {answer.question_id: answer for answer in session.answers.all()}
+        answers = {
+            answer.question_id: answer for answer in session.answers.select_related("transcription")
+        }
         summary = {"total": 0, "not_uploaded": 0} | {status: 0 for status in Answer.Status}
         questions = []
         for question in session.ordered_questions():
@@ -350,12 +367,13 @@ class SessionAnalyzeApi(APIView):
                 status=status.HTTP_202_ACCEPTED,
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
-        failed = [a for a in analysis.answers if a.transcription_status == Answer.Status.FAILED]
+        failed = [a for a in analysis.answers if a.transcription.status == Answer.Status.FAILED]
         return Response(
             {
                 "status": "success",
                 "final_score": analysis.final_score,
                 "scored_count": analysis.scored_count,
+                "unscored_count": analysis.unscored_count,
                 "failed_count": len(failed),
                 "answers": AnswerResultSerializer(analysis.answers, many=True).data,
             }

@@ -6,8 +6,7 @@ from django_q.models import OrmQ
 from django_q.status import Stat
 
 from transcription import storage
-
-from .models import Answer
+from transcription.models import Transcription
 
 
 def health_check() -> dict:
@@ -17,11 +16,12 @@ def health_check() -> dict:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         counts = dict(
-            Answer.objects.values_list("transcription_status").annotate(n=Count("id")).order_by()
+            Transcription.objects.values_list("status").annotate(n=Count("id")).order_by()
         )
+        Status = Transcription.Status
         report["queue"] = {
             status: counts.get(status, 0)
-            for status in (Answer.Status.QUEUED, Answer.Status.PROCESSING, Answer.Status.FAILED)
+            for status in (Status.QUEUED, Status.PROCESSING, Status.FAILED)
         } | {"jobs_waiting": OrmQ.objects.count()}
     except Exception as exc:
         report["database"] = f"unavailable: {type(exc).__name__}"

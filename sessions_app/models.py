@@ -1,9 +1,8 @@
-from datetime import timedelta
-
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
+
+from transcription.models import Transcription
 
 
 class Question(models.Model):
@@ -76,54 +75,26 @@ class SessionQuestion(models.Model):
         return f"Question {self.position} of session {self.session_id}"
 
 
-def stuck_before():
-    """Return the time before which a processing claim means its worker is gone."""
-    # django-q kills a job after its timeout; the margin covers clock skew and slow commits.
-    return timezone.now() - timedelta(
-        seconds=settings.Q_CLUSTER["timeout"] + settings.STUCK_TRANSCRIPTION_MARGIN_SECONDS
-    )
-
-
 class AnswerQuerySet(models.QuerySet):
     def pending(self):
         """Return the answers still waiting for a transcript."""
-        return self.filter(
-            transcription_status__in=[Answer.Status.QUEUED, Answer.Status.PROCESSING]
-        )
-
-    def stuck(self):
-        """Return the answers whose transcription worker was lost."""
-        return self.filter(
-            transcription_status=Answer.Status.PROCESSING, processing_started_at__lt=stuck_before()
-        )
+        return self.filter(transcription__status__in=Transcription.PENDING)
 
 
 class Answer(models.Model):
-    """One spoken answer: its audio lives in GridFS until the transcript is saved."""
+    """One spoken answer to a session's question: its current recording's transcription."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        PROCESSING = "processing", "Processing"
-        COMPLETED = "completed", "Completed"
-        FAILED = "failed", "Failed"
+    Status = Transcription.Status
 
     session = models.ForeignKey(InterviewSession, on_delete=models.CASCADE, related_name="answers")
     question = models.ForeignKey(Question, on_delete=models.PROTECT, related_name="answers")
-    # NULL, not "", once the audio is deleted: the design's "null once transcribed".
-    gridfs_file_id = models.CharField(max_length=24, null=True, blank=True)  # noqa: DJ001
-    content_type = models.CharField(max_length=100, blank=True)
-    transcription_status = models.CharField(
-        max_length=20, choices=Status, default=Status.QUEUED, db_index=True
+    # The latest recording's; a re-recording replaces it (and deletes the old one).
+    transcription = models.OneToOneField(
+        Transcription, on_delete=models.PROTECT, related_name="answer"
     )
-    attempts = models.PositiveIntegerField(default=0)
-    processing_started_at = models.DateTimeField(null=True, blank=True)
-    # When a failed attempt that may succeed later is tried again.
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    transcribed_at = models.DateTimeField(null=True, blank=True)
-    transcription_error = models.TextField(blank=True)
-    transcript = models.TextField(blank=True)
-    language = models.CharField(max_length=8, blank=True)
     score = models.FloatField(null=True, blank=True)
+    # Why a completed answer has no score (the scorer failed, or nothing was said).
+    score_error = models.TextField(blank=True)
     feedback = models.JSONField(default=list, blank=True)
     model_answer = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -145,14 +116,9 @@ class Answer(models.Model):
         return f"Answer to question {self.question_id} in session {self.session_id}"
 
     @property
-    def is_stuck(self) -> bool:
-        """Processing for longer than any live worker could: its worker was lost."""
-        return (
-            self.transcription_status == self.Status.PROCESSING
-            and self.processing_started_at is not None
-            and self.processing_started_at < stuck_before()
-        )
+    def transcription_status(self) -> str:
+        return self.transcription.status
 
     @property
     def is_pending(self) -> bool:
-        return self.transcription_status in (self.Status.QUEUED, self.Status.PROCESSING)
+        return self.transcription.is_pending

@@ -84,8 +84,17 @@ class AnswerUploadSerializer(serializers.Serializer):
 
 
 class AnswerStatusSerializer(serializers.ModelSerializer):
-    status = serializers.CharField(source="transcription_status")
-    error = serializers.CharField(source="transcription_error")
+    status = serializers.ChoiceField(source="transcription.status", choices=Answer.Status.choices)
+    transcript = serializers.CharField(source="transcription.transcript")
+    error = serializers.CharField(source="transcription.error")
+    transcribed_at = serializers.DateTimeField(
+        source="transcription.transcribed_at", allow_null=True
+    )
+    language = serializers.CharField(source="transcription.language")
+    attempts = serializers.IntegerField(source="transcription.attempts")
+    next_attempt_at = serializers.DateTimeField(
+        source="transcription.next_attempt_at", allow_null=True
+    )
 
     class Meta:
         model = Answer
@@ -108,6 +117,7 @@ class AnswerResultSerializer(AnswerStatusSerializer):
             "status",
             "transcript",
             "score",
+            "score_error",
             "feedback",
             "model_answer",
             "error",
@@ -183,6 +193,7 @@ class AnalysisSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["success"])
     final_score = serializers.FloatField(allow_null=True)
     scored_count = serializers.IntegerField()
+    unscored_count = serializers.IntegerField()
     failed_count = serializers.IntegerField()
     answers = AnswerResultSerializer(many=True)
 

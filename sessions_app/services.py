@@ -5,24 +5,21 @@ import logging
 import random
 import statistics
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django.utils.module_loading import import_string
-from django_q.tasks import async_task
 
 from transcription import storage
+from transcription.models import Transcription
+from transcription.services import audio_discard, transcription_create, transcription_delete
 
 from .models import Answer, InterviewSession, Question, SessionQuestion
-from .scoring import get_scorer
+from .scoring import ScoringError, get_scorer
 
 logger = logging.getLogger(__name__)
 
 QUESTION_BANK = Path(__file__).with_name("question_bank.json")
-TRANSCRIBE_JOB = "transcription.tasks.transcribe_answer"
 
 
 class NoAnswers(Exception):
@@ -63,126 +60,87 @@ def session_create(
     return session
 
 
-def answer_submit(*, session: InterviewSession, question: Question, audio, content_type: str):
-    """Store the audio, record the answer as queued and enqueue its transcription."""
-    file_id = storage.store_audio(
-        audio,
-        session_id=session.pk,
-        question_id=question.pk,
-        user_id=session.user_id,
-        content_type=content_type,
-    )
+def answer_submit(
+    *, session: InterviewSession, question: Question, audio, content_type: str
+) -> Answer:
+    """Store the recording and make it the answer's, queued for transcription.
+
+    A re-recording replaces the earlier one, whatever state its transcription was in.
+    """
+    metadata = {"session_id": session.pk, "question_id": question.pk, "user_id": session.user_id}
+    file_id = storage.store_audio(audio, metadata=metadata, content_type=content_type)
     try:
-        answer, replaced_file_id = _answer_record(
-            session=session, question=question, file_id=file_id, content_type=content_type
+        return _answer_record(
+            session=session,
+            question=question,
+            file_id=file_id,
+            content_type=content_type,
+            metadata=metadata,
         )
     except BaseException:
-        # The answer was not recorded, so nothing refers to the audio: remove it.
-        storage.delete_audio(file_id)
+        # Nothing refers to the recording: remove it now, or cleanup_audio will.
+        audio_discard(file_id=file_id)
         raise
-    if replaced_file_id:
-        # The earlier recording is no longer referenced by any answer.
-        storage.delete_audio(replaced_file_id)
-    if settings.TRANSCRIBE_IN_REQUEST:
-        # The old synchronous behaviour, kept only as the benchmark's baseline.
-        import_string(TRANSCRIBE_JOB)(answer.pk)
-        answer.refresh_from_db()
-    return answer
 
 
 @transaction.atomic
-def _answer_record(*, session, question, file_id: str, content_type: str):
-    answer = Answer.objects.select_for_update().filter(session=session, question=question).first()
-    replaced_file_id = None
+def _answer_record(*, session, question, file_id: str, content_type: str, metadata: dict) -> Answer:
+    # The session's row lock serializes its uploads and its analysis: two first uploads for
+    # one question cannot both insert, and analyze sees every answer that committed.
+    session = InterviewSession.objects.select_for_update().get(pk=session.pk)
+    transcription = transcription_create(
+        file_id=file_id, content_type=content_type, language=session.language, metadata=metadata
+    )
+    answer = Answer.objects.filter(session=session, question=question).first()
     if answer is None:
-        answer = Answer(session=session, question=question)
+        answer = Answer.objects.create(
+            session=session, question=question, transcription=transcription
+        )
     else:
-        replaced_file_id = answer.gridfs_file_id
-    answer.gridfs_file_id = file_id
-    answer.content_type = content_type
-    answer.transcription_status = Answer.Status.QUEUED
-    answer.attempts = 0
-    answer.processing_started_at = None
-    answer.next_attempt_at = None
-    answer.transcribed_at = None
-    answer.transcription_error = ""
-    answer.transcript = ""
-    answer.language = ""
-    answer.score = None
-    answer.feedback = []
-    answer.model_answer = ""
-    answer.save()
+        replaced = answer.transcription
+        answer.transcription = transcription
+        answer.score = None
+        answer.score_error = ""
+        answer.feedback = []
+        answer.model_answer = ""
+        answer.save()
+        transcription_delete(transcription=replaced)
     if session.status == InterviewSession.Status.ANALYZED:
         # A new recording makes the earlier analysis stale: the candidate analyzes again.
         InterviewSession.objects.filter(pk=session.pk).update(
             status=InterviewSession.Status.IN_PROGRESS, final_score=None, analyzed_at=None
         )
-    if not settings.TRANSCRIBE_IN_REQUEST:
-        transaction.on_commit(partial(transcription_enqueue, answer_id=answer.pk))
-    return answer, replaced_file_id
-
-
-def transcription_task_name(answer_id: int) -> str:
-    return f"transcribe-answer-{answer_id}"
-
-
-def transcription_enqueue(*, answer_id: int) -> str:
-    """Put the answer's transcription job on the queue."""
-    return async_task(
-        TRANSCRIBE_JOB,
-        answer_id,
-        task_name=transcription_task_name(answer_id),
-        group="transcription",
-    )
-
-
-class RequeueRefused(Exception):
-    """The answer cannot be transcribed again; the message says why."""
-
-
-def transcription_requeue(*, answer: Answer) -> Answer:
-    """Put a failed or stuck answer back in the queue, if its audio is still stored."""
-    if not (answer.transcription_status == Answer.Status.FAILED or answer.is_stuck):
-        raise RequeueRefused(f"it is {answer.transcription_status}, not failed or stuck")
-    if not answer.gridfs_file_id or not storage.audio_exists(answer.gridfs_file_id):
-        raise RequeueRefused("its audio is no longer stored; the candidate must record it again")
-    with transaction.atomic():
-        requeued = Answer.objects.filter(
-            pk=answer.pk,
-            transcription_status=answer.transcription_status,
-            gridfs_file_id=answer.gridfs_file_id,
-        ).update(
-            transcription_status=Answer.Status.QUEUED,
-            transcription_error="",
-            processing_started_at=None,
-            next_attempt_at=None,
-            attempts=0,
-        )
-        if not requeued:
-            raise RequeueRefused("it changed meanwhile")
-        transaction.on_commit(partial(transcription_enqueue, answer_id=answer.pk))
-    answer.refresh_from_db()
     return answer
 
 
 def answer_score(*, answer: Answer) -> Answer:
-    """Score a completed answer against its question's model answer and key points."""
+    """Score a completed answer against its question; record why if it cannot be scored."""
     question = answer.question
-    result = get_scorer().score(
-        question_text=question.text,
-        model_answer=question.model_answer,
-        key_points=question.key_points,
-        transcript=answer.transcript,
-    )
-    answer.score = round(min(max(result.score, 0.0), 100.0), 1)
-    answer.feedback = list(result.feedback)
+    transcription = answer.transcription
+    try:
+        result = get_scorer().score(
+            question_text=question.text,
+            model_answer=question.model_answer,
+            key_points=question.key_points,
+            transcript=transcription.transcript,
+        )
+    except ScoringError as exc:
+        logger.warning("Scoring failed: answer=%s: %s", answer.pk, exc)
+        answer.score, answer.feedback = None, []
+        answer.score_error = "This answer could not be scored right now; analyze again later."
+    else:
+        answer.score = round(min(max(result.score, 0.0), 100.0), 1)
+        answer.feedback = list(result.feedback)
+        answer.score_error = ""
     answer.model_answer = question.model_answer
-    # Only if the transcript scored is still the answer's: a re-upload may have reset it.
-    Answer.objects.filter(
-        pk=answer.pk,
-        transcription_status=Answer.Status.COMPLETED,
-        transcribed_at=answer.transcribed_at,
-    ).update(score=answer.score, feedback=answer.feedback, model_answer=answer.model_answer)
+    # Only if the transcript scored is still the answer's: a re-recording replaces it.
+    Answer.objects.filter(pk=answer.pk, transcription=transcription).update(
+        score=answer.score,
+        score_error=answer.score_error,
+        feedback=answer.feedback,
+        model_answer=answer.model_answer,
+        updated_at=timezone.now(),
+    )
     return answer
 
 
@@ -197,25 +155,52 @@ class Analysis:
     def scored_count(self) -> int:
         return sum(answer.score is not None for answer in self.answers)
 
+    @property
+    def unscored_count(self) -> int:
+        """Completed answers that could not be scored (the reason is on each)."""
+        return sum(
+            answer.score is None and answer.transcription.status == Transcription.Status.COMPLETED
+            for answer in self.answers
+        )
+
+
+def _session_answers(session: InterviewSession) -> list[Answer]:
+    positions = dict(session.sessionquestion_set.values_list("question_id", "position"))
+    answers = session.answers.select_related("question", "transcription")
+    return sorted(answers, key=lambda answer: positions[answer.question_id])
+
+
+def _pending(answers: list[Answer]) -> Analysis | None:
+    pending = [answer for answer in answers if answer.is_pending]
+    if not pending:
+        return None
+    processing = sum(a.transcription.status == Transcription.Status.PROCESSING for a in pending)
+    return Analysis(pending_count=len(pending), processing_count=processing, answers=answers)
+
 
 def session_analyze(*, session: InterviewSession) -> Analysis:
-    """Score the session once no transcription is still running; report what is pending."""
-    positions = dict(session.sessionquestion_set.values_list("question_id", "position"))
-    answers = sorted(
-        session.answers.select_related("question"), key=lambda a: positions[a.question_id]
-    )
+    """Score the session once no transcription is pending; otherwise report what is."""
+    answers = _session_answers(session)
     if not answers:
         raise NoAnswers
-    pending = [answer for answer in answers if answer.is_pending]
-    if pending:
-        processing = sum(a.transcription_status == Answer.Status.PROCESSING for a in pending)
-        return Analysis(pending_count=len(pending), processing_count=processing, answers=answers)
+    if pending := _pending(answers):
+        return pending
     for answer in answers:
-        if answer.transcription_status == Answer.Status.COMPLETED and answer.score is None:
+        completed = answer.transcription.status == Transcription.Status.COMPLETED
+        if completed and answer.score is None:
             answer_score(answer=answer)
-    scores = [answer.score for answer in answers if answer.score is not None]
-    final_score = round(statistics.fmean(scores), 1) if scores else None
-    InterviewSession.objects.filter(pk=session.pk).update(
-        status=InterviewSession.Status.ANALYZED, final_score=final_score, analyzed_at=timezone.now()
-    )
+    with transaction.atomic():
+        # Under the session's lock, which every upload takes: re-read, since a recording
+        # may have committed while the answers were being scored.
+        InterviewSession.objects.select_for_update().get(pk=session.pk)
+        answers = _session_answers(session)
+        if pending := _pending(answers):
+            return pending
+        scores = [answer.score for answer in answers if answer.score is not None]
+        final_score = round(statistics.fmean(scores), 1) if scores else None
+        InterviewSession.objects.filter(pk=session.pk).update(
+            status=InterviewSession.Status.ANALYZED,
+            final_score=final_score,
+            analyzed_at=timezone.now(),
+        )
     return Analysis(pending_count=0, processing_count=0, answers=answers, final_score=final_score)

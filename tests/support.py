@@ -12,12 +12,14 @@ import time
 from pathlib import Path
 
 from django.db import connection
+from django.test import TestCase
 from django.utils.module_loading import import_string
 from django_q.brokers import get_broker
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
 from sessions_app.models import Answer, InterviewSession
+from transcription.models import Transcription
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -166,9 +168,14 @@ def stored_state(gridfs) -> dict:
     return {
         "answers": list(
             Answer.objects.values_list(
-                "pk", "question_id", "gridfs_file_id", "transcription_status", "attempts"
+                "pk",
+                "question_id",
+                "transcription__gridfs_file_id",
+                "transcription__status",
+                "transcription__attempts",
             )
         ),
+        "transcriptions": Transcription.objects.count(),
         "sessions": list(InterviewSession.objects.values_list("pk", "status", "final_score")),
         "files": gridfs["fs.files"].count_documents({}),
         "chunks": gridfs["fs.chunks"].count_documents({}),
@@ -177,13 +184,18 @@ def stored_state(gridfs) -> dict:
 
 
 def run_queued_jobs() -> int:
-    """Run every job waiting on the ORM broker in this process, as a worker would."""
+    """Run every job waiting on the ORM broker in this process, as a worker would.
+
+    The test's transaction never commits, so each job's on-commit hooks (the state-change
+    signal) run when the job returns, as they would after a worker's commits.
+    """
     broker = get_broker()
     ran = 0
     while tasks := broker.dequeue():
         for ack_id, payload in tasks:
             task = SignedPackage.loads(payload)
-            import_string(task["func"])(*task["args"], **task["kwargs"])
+            with TestCase.captureOnCommitCallbacks(execute=True):
+                import_string(task["func"])(*task["args"], **task["kwargs"])
             broker.acknowledge(ack_id)
             ran += 1
     return ran

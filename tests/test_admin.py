@@ -37,7 +37,7 @@ def failed_answers(interview, upload, gridfs, scripted_engine, spoken):
     run_queued_jobs()
     gridfs["fs.files"].delete_one({"_id": ObjectId(lost.json()["file_id"])})
     kept, gone = Answer.objects.order_by("pk")
-    assert kept.transcription_status == gone.transcription_status == Answer.Status.FAILED
+    assert kept.transcription.status == gone.transcription.status == Answer.Status.FAILED
     # The engine works again for the audio that is still there.
     scripted_engine.say(audio, "a retried answer")
     return kept, gone
@@ -64,14 +64,14 @@ def test_staff_requeue_action_completes_failed_answer_and_refuses_one_without_au
     )
     kept.refresh_from_db()
     gone.refresh_from_db()
-    assert kept.transcription_status == Answer.Status.QUEUED
-    assert gone.transcription_status == Answer.Status.FAILED
+    assert kept.transcription.status == Answer.Status.QUEUED
+    assert gone.transcription.status == Answer.Status.FAILED
 
     assert run_queued_jobs() == 1
 
     kept.refresh_from_db()
-    assert kept.transcription_status == Answer.Status.COMPLETED
-    assert kept.transcript == "a retried answer"
+    assert kept.transcription.status == Answer.Status.COMPLETED
+    assert kept.transcription.transcript == "a retried answer"
     assert gridfs["fs.files"].count_documents({}) == 0
 
 
@@ -89,13 +89,13 @@ def test_requeue_button_on_the_answer_page_requeues_that_answer(
     assert posted.url == f"{ANSWERS}{kept.pk}/change/"
     assert "Re-queued 1 transcriptions." in [str(m) for m in response.context["messages"]]
     kept.refresh_from_db()
-    assert kept.transcription_status == Answer.Status.QUEUED
+    assert kept.transcription.status == Answer.Status.QUEUED
     # The page links to the job waiting in Django-Q's queue.
-    assert b'href="/admin/django_q/ormq/?q=transcribe-answer-' in response.content
+    assert b'href="/admin/django_q/ormq/?q=transcribe-' in response.content
     assert b"waiting in the queue: 1" in response.content
     assert run_queued_jobs() == 1
     kept.refresh_from_db()
-    assert kept.transcription_status == Answer.Status.COMPLETED
+    assert kept.transcription.status == Answer.Status.COMPLETED
 
 
 def test_answer_list_filters_by_status_and_searches_by_session(
@@ -106,7 +106,7 @@ def test_answer_list_filters_by_status_and_searches_by_session(
     upload(interview.pk, third.pk, scripted_engine.say(spoken("fine"), "fine"))
     run_queued_jobs()
 
-    filtered = admin_client.get(ANSWERS, {"transcription_status__exact": "failed"})
+    filtered = admin_client.get(ANSWERS, {"transcription__status__exact": "failed"})
     searched = admin_client.get(ANSWERS, {"q": str(kept.session_id)})
     session_page = admin_client.get(
         f"/admin/sessions_app/interviewsession/{kept.session_id}/change/"

@@ -7,9 +7,10 @@ from django.db.models import F
 from django.utils import timezone
 from model_bakery import baker
 
-from sessions_app.models import Answer, InterviewSession, Question, SessionQuestion
+from sessions_app.models import InterviewSession, Question, SessionQuestion
 from tests.support import run_queued_jobs
 from transcription.backends import TranscriptionError
+from transcription.models import Transcription
 
 pytestmark = pytest.mark.django_db
 
@@ -21,6 +22,7 @@ ANSWER_FIELDS = {
     "question_id",
     "transcript",
     "score",
+    "score_error",
     "feedback",
     "model_answer",
     "status",
@@ -46,8 +48,8 @@ def test_analyze_while_transcriptions_run_reports_pending_and_processing_counts(
     answer_with(scripted_engine, spoken, upload, interview, first, "still being transcribed")
     answer_with(scripted_engine, spoken, upload, interview, second, "still in the queue")
     # What a worker's claim does to the answer it starts on.
-    Answer.objects.filter(question=first).update(
-        transcription_status=Answer.Status.PROCESSING,
+    Transcription.objects.filter(answer__question=first).update(
+        status=Transcription.Status.PROCESSING,
         processing_started_at=timezone.now(),
         attempts=F("attempts") + 1,
     )

@@ -167,8 +167,7 @@ def test_uploaded_file_name_is_never_used_to_store_the_audio(name, send, intervi
 
     assert response.status_code == 202
     stored = gridfs["fs.files"].find_one({"_id": ObjectId(response.json()["file_id"])})
-    question = interview.ordered_questions()[0]
-    assert stored["filename"] == f"session-{interview.pk}-question-{question.pk}"
+    assert stored["filename"] == "recording"
     assert stored["metadata"]["content_type"] == "audio/webm"
 
 
@@ -178,7 +177,7 @@ def test_declared_content_type_is_replaced_by_the_sniffed_container(send, gridfs
     assert response.status_code == 202
     stored = gridfs["fs.files"].find_one({"_id": ObjectId(response.json()["file_id"])})
     assert stored["metadata"]["content_type"] == "audio/wav"
-    assert Answer.objects.get().content_type == "audio/wav"
+    assert Answer.objects.get().transcription.content_type == "audio/wav"
 
 
 @pytest.mark.parametrize(
@@ -189,7 +188,7 @@ def test_every_accepted_container_is_recognised(fmt, mime, send, gridfs, spoken)
     response = send(Upload(audio=spoken("accepted", fmt), name=f"answer.{fmt}"))
 
     assert response.status_code == 202
-    assert Answer.objects.get().content_type == mime
+    assert Answer.objects.get().transcription.content_type == mime
 
 
 @pytest.mark.parametrize(
@@ -209,10 +208,10 @@ def test_corrupt_audio_that_passes_the_sniff_fails_once_with_a_clear_error(
     run_queued_jobs()
 
     answer = Answer.objects.get()
-    assert answer.transcription_status == Answer.Status.FAILED
-    assert error in answer.transcription_error
-    assert answer.attempts == 1
-    assert answer.next_attempt_at is None
+    assert answer.transcription.status == Answer.Status.FAILED
+    assert error in answer.transcription.error
+    assert answer.transcription.attempts == 1
+    assert answer.transcription.next_attempt_at is None
 
 
 def test_analyze_without_answers_is_refused(api_client, interview):

@@ -10,9 +10,10 @@ from django_q.models import Success
 from rest_framework.test import APIClient
 
 from sessions_app.models import Answer
-from sessions_app.services import session_create, transcription_enqueue
+from sessions_app.services import session_create
 from tests.openai_server import FakeOpenAI
 from tests.support import start_qcluster, wait_for
+from transcription.services import _enqueue
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -46,11 +47,11 @@ def test_two_clusters_transcribe_200_uploads_exactly_once(questions, gridfs, spo
                 )
                 assert response.status_code == 202, response.content
                 # The broker hands every job out a second time.
-                transcription_enqueue(answer_id=Answer.objects.latest("pk").pk)
+                _enqueue(Answer.objects.latest("pk").transcription_id)
 
         total = CANDIDATES * ANSWERS_EACH
         wait_for(
-            lambda: Answer.objects.filter(transcription_status="completed").count() == total,
+            lambda: Answer.objects.filter(transcription__status="completed").count() == total,
             timeout=600,
             what=f"{total} transcripts",
         )
@@ -62,13 +63,15 @@ def test_two_clusters_transcribe_200_uploads_exactly_once(questions, gridfs, spo
 
     answers = Answer.objects.all()
     assert answers.count() == total
-    assert api.successes() == Counter({f"answer-{answer.pk}": 1 for answer in answers})
+    assert api.successes() == Counter(
+        {f"transcription-{answer.transcription_id}": 1 for answer in answers}
+    )
     assert Counter(task.result for task in Success.objects.all()) == {
         "completed": total,
         "not claimed": total,
     }
-    assert {answer.attempts for answer in answers} == {1}
+    assert {answer.transcription.attempts for answer in answers} == {1}
     assert gridfs["fs.files"].count_documents({}) == 0
     assert gridfs["fs.chunks"].count_documents({}) == 0
     for cluster in clusters:
-        assert "processing transcribe-answer" in cluster.output()
+        assert "processing transcribe-" in cluster.output()

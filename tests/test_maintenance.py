@@ -17,6 +17,7 @@ from sessions_app.models import Answer
 from sessions_app.services import session_create
 from tests.support import run_queued_jobs
 from transcription.maintenance import EXPIRED_ERROR
+from transcription.models import Transcription
 
 pytestmark = pytest.mark.django_db
 
@@ -56,17 +57,17 @@ def answers(interview, upload, gridfs, scripted_engine, spoken, user, questions)
     run_queued_jobs()
     files["queued"] = upload(interview.pk, q[1].pk, spoken("queued")).json()["file_id"]
     files["processing"] = upload(interview.pk, q[2].pk, spoken("processing")).json()["file_id"]
-    Answer.objects.filter(gridfs_file_id=files["processing"]).update(
-        transcription_status=Answer.Status.PROCESSING, processing_started_at=timezone.now()
+    Transcription.objects.filter(gridfs_file_id=files["processing"]).update(
+        status=Transcription.Status.PROCESSING, processing_started_at=timezone.now()
     )
     # A completed answer whose audio survived a crash between commit and delete.
     files["completed"] = upload(more.pk, q[3].pk, spoken("completed")).json()["file_id"]
-    Answer.objects.filter(gridfs_file_id=files["completed"]).update(
-        transcription_status=Answer.Status.COMPLETED, transcript="completed"
+    Transcription.objects.filter(gridfs_file_id=files["completed"]).update(
+        status=Transcription.Status.COMPLETED, transcript="completed"
     )
     files["recent_completed"] = upload(more.pk, q[6].pk, spoken("done")).json()["file_id"]
-    Answer.objects.filter(gridfs_file_id=files["recent_completed"]).update(
-        transcription_status=Answer.Status.COMPLETED, transcript="done"
+    Transcription.objects.filter(gridfs_file_id=files["recent_completed"]).update(
+        status=Transcription.Status.COMPLETED, transcript="done"
     )
     # An orphan file (no answer refers to it) and orphan chunks (no files document).
     bucket = gridfs_lib.GridFSBucket(gridfs)
@@ -95,7 +96,7 @@ def test_cleanup_audio_deletes_only_old_idle_audio_and_orphans(answers, gridfs):
     output = command("cleanup_audio", "--hours", "24")
 
     expected = (
-        "deleted 3 audio files of idle answers (1 failed answers marked expired), "
+        "deleted 3 audio files of idle transcriptions (1 failed ones marked expired), "
         "1 orphan files, 3 orphan chunks"
     )
     assert f"Cleanup {expected}" in output
@@ -107,10 +108,10 @@ def test_cleanup_audio_deletes_only_old_idle_audio_and_orphans(answers, gridfs):
         assert exists(gridfs, answers[kept]), kept
         assert chunks_of(gridfs, answers[kept]) >= 1, kept
     assert chunks_of(gridfs, answers["in_flight_chunks"]) == 1
-    expired = Answer.objects.get(transcription_error=EXPIRED_ERROR)
-    assert expired.transcription_status == Answer.Status.FAILED
-    assert expired.gridfs_file_id is None
-    assert Answer.objects.get(transcript="completed").gridfs_file_id is None
+    expired = Answer.objects.get(transcription__error=EXPIRED_ERROR)
+    assert expired.transcription.status == Answer.Status.FAILED
+    assert expired.transcription.gridfs_file_id is None
+    assert Transcription.objects.get(transcript="completed").gridfs_file_id is None
 
 
 def make_stuck(answer: Answer, *, attempts: int) -> None:
@@ -118,8 +119,8 @@ def make_stuck(answer: Answer, *, attempts: int) -> None:
     long_ago = timezone.now() - timedelta(
         seconds=settings.Q_CLUSTER["timeout"] + settings.STUCK_TRANSCRIPTION_MARGIN_SECONDS + 5
     )
-    Answer.objects.filter(pk=answer.pk).update(
-        transcription_status=Answer.Status.PROCESSING,
+    Transcription.objects.filter(pk=answer.transcription_id).update(
+        status=Transcription.Status.PROCESSING,
         processing_started_at=long_ago,
         attempts=attempts,
     )
@@ -133,22 +134,22 @@ def test_stuck_answer_is_requeued_and_completes(interview, upload, gridfs, scrip
     make_stuck(answer, attempts=1)
     fresh = interview.ordered_questions()[1]
     upload(interview.pk, fresh.pk, spoken("still running"))
-    Answer.objects.filter(question=fresh).update(
-        transcription_status=Answer.Status.PROCESSING, processing_started_at=timezone.now()
+    Transcription.objects.filter(answer__question=fresh).update(
+        status=Transcription.Status.PROCESSING, processing_started_at=timezone.now()
     )
 
-    output = command("recover_stuck_transcriptions")
+    output = command("reconcile_transcriptions")
 
-    assert "re-queued 1 stuck transcriptions, failed 0" in output
-    assert f"re-queued answer {answer.pk}" in output
+    assert "released 1 whose worker was lost, failed 0" in output
+    assert f"released transcription {answer.transcription_id}" in output
     answer.refresh_from_db()
-    assert answer.transcription_status == Answer.Status.QUEUED
+    assert answer.transcription.status == Answer.Status.QUEUED
     run_queued_jobs()
     answer.refresh_from_db()
-    assert answer.transcription_status == Answer.Status.COMPLETED
-    assert answer.transcript == "stuck no more"
-    assert answer.attempts == 2
-    assert Answer.objects.get(question=fresh).transcription_status == Answer.Status.PROCESSING
+    assert answer.transcription.status == Answer.Status.COMPLETED
+    assert answer.transcription.transcript == "stuck no more"
+    assert answer.transcription.attempts == 2
+    assert Answer.objects.get(question=fresh).transcription.status == Answer.Status.PROCESSING
 
 
 def test_stuck_answer_past_max_attempts_ends_failed_with_an_error(
@@ -159,16 +160,16 @@ def test_stuck_answer_past_max_attempts_ends_failed_with_an_error(
     answer = Answer.objects.get()
     make_stuck(answer, attempts=settings.TRANSCRIPTION_MAX_ATTEMPTS)
 
-    assert "would have re-queued 0 stuck transcriptions, failed 1" in command(
-        "recover_stuck_transcriptions", "--dry-run"
+    assert "released 0 whose worker was lost, failed 1" in command(
+        "reconcile_transcriptions", "--dry-run"
     )
-    output = command("recover_stuck_transcriptions")
+    output = command("reconcile_transcriptions")
 
     assert "failed 1" in output
     answer.refresh_from_db()
-    assert answer.transcription_status == Answer.Status.FAILED
-    assert re.search(r"did not finish in \d+ attempts", answer.transcription_error)
-    assert answer.gridfs_file_id  # kept for a re-queue by hand
+    assert answer.transcription.status == Answer.Status.FAILED
+    assert re.search(r"did not finish in \d+ attempts", answer.transcription.error)
+    assert answer.transcription.gridfs_file_id  # kept for a re-queue by hand
 
 
 def test_requeue_command_requeues_failed_answers_of_a_session(
@@ -189,7 +190,7 @@ def test_requeue_command_requeues_failed_answers_of_a_session(
 
     assert "Re-queued 1 transcriptions; 0 could not be re-queued" in output
     run_queued_jobs()
-    assert Answer.objects.get().transcript == "flaky but fine"
+    assert Answer.objects.get().transcription.transcript == "flaky but fine"
 
 
 def test_schedules_exist_after_setup_and_are_not_duplicated(gridfs):
@@ -197,18 +198,21 @@ def test_schedules_exist_after_setup_and_are_not_duplicated(gridfs):
     second = command("setup_schedules")
 
     schedules = {s.name: s for s in Schedule.objects.all()}
-    assert set(schedules) == {"Clean up old and orphan audio", "Recover stuck transcriptions"}
+    assert set(schedules) == {
+        "Clean up old and orphan audio",
+        "Reconcile transcriptions with their jobs",
+    }
     cleanup = schedules["Clean up old and orphan audio"]
-    recovery = schedules["Recover stuck transcriptions"]
+    recovery = schedules["Reconcile transcriptions with their jobs"]
     assert cleanup.schedule_type == Schedule.HOURLY
-    assert cleanup.func == "transcription.maintenance.cleanup_audio_job"
+    assert cleanup.func == "transcription.tasks.cleanup_audio"
     assert (recovery.schedule_type, recovery.minutes) == (Schedule.MINUTES, 1)
-    assert recovery.func == "transcription.maintenance.recover_stuck_job"
+    assert recovery.func == "transcription.tasks.reconcile"
     assert first.count(": created") == 2
     assert second.count(": up to date") == 2
     # What the cluster runs on schedule does the same as the commands.
     assert import_string(cleanup.func)().startswith("deleted 0 audio files")
-    assert (
-        import_string(recovery.func)()
-        == "re-queued 0 stuck transcriptions, failed 0 past 5 attempts"
+    assert import_string(recovery.func)() == (
+        "enqueued 0 queued transcriptions without a job, released 0 whose worker was lost, "
+        "failed 0 past 5 attempts"
     )

@@ -2,12 +2,15 @@
 
 import pytest
 from bson import ObjectId
+from django.db import transaction
 
 from sessions_app.models import Answer
-from sessions_app.services import answer_submit, transcription_enqueue
+from sessions_app.services import answer_submit
 from tests.support import run_queued_jobs
 from transcription.backends import TranscriptionError
-from transcription.tasks import transcribe_answer
+from transcription.models import Transcription
+from transcription.services import _enqueue
+from transcription.tasks import transcribe
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +47,6 @@ def test_upload_is_queued_with_audio_in_gridfs_then_completed_without_it(
         "question_id": question.pk,
         "user_id": interview.user_id,
         "upload_date": gridfs["fs.files"].find_one()["metadata"]["upload_date"],
-        "status": "queued",
         "content_type": "audio/wav",
     }
 
@@ -56,7 +58,7 @@ def test_upload_is_queued_with_audio_in_gridfs_then_completed_without_it(
     assert body["transcribed_at"]
     assert stored(gridfs, file_id) == (0, 0)
     answer = Answer.objects.get()
-    assert answer.gridfs_file_id is None
+    assert answer.transcription.gridfs_file_id is None
     assert answer.score is not None
     assert answer.feedback
     assert answer.model_answer == question.model_answer
@@ -66,14 +68,15 @@ def test_duplicate_delivery_transcribes_once(interview, upload, gridfs, scripted
     question = first_question(interview)
     upload(interview.pk, question.pk, scripted_engine.say(spoken("twice"), "twice"))
     answer = Answer.objects.get()
-    transcription_enqueue(answer_id=answer.pk)  # the broker hands the job out a second time
+    with transaction.atomic():
+        _enqueue(answer.transcription_id)  # the broker hands the job out a second time
 
     assert run_queued_jobs() == 2
 
     assert len(scripted_engine.calls) == 1
     answer.refresh_from_db()
-    assert answer.transcription_status == Answer.Status.COMPLETED
-    assert answer.attempts == 1
+    assert answer.transcription.status == Answer.Status.COMPLETED
+    assert answer.transcription.attempts == 1
 
 
 def test_second_run_of_a_finished_job_changes_nothing(
@@ -82,13 +85,13 @@ def test_second_run_of_a_finished_job_changes_nothing(
     question = first_question(interview)
     upload(interview.pk, question.pk, scripted_engine.say(spoken("once"), "once"))
     answer = Answer.objects.get()
-    assert transcribe_answer(answer.pk) == "completed"
+    assert transcribe(answer.transcription_id) == "completed"
 
-    assert transcribe_answer(answer.pk) == "not claimed"
+    assert transcribe(answer.transcription_id) == "not claimed"
 
     assert len(scripted_engine.calls) == 1
     answer.refresh_from_db()
-    assert answer.transcript == "once"
+    assert answer.transcription.transcript == "once"
 
 
 def test_reupload_replaces_the_audio_and_restarts_transcription(
@@ -108,17 +111,17 @@ def test_reupload_replaces_the_audio_and_restarts_transcription(
     assert stored(gridfs, waiting.json()["file_id"]) == (0, 0)
     assert stored(gridfs, second.json()["file_id"])[0] == 1
     answer = Answer.objects.get()
-    assert answer.transcription_status == Answer.Status.QUEUED
-    assert answer.transcript == ""
+    assert answer.transcription.status == Answer.Status.QUEUED
+    assert answer.transcription.transcript == ""
     assert answer.score is None
     run_queued_jobs()
     answer.refresh_from_db()
-    assert answer.transcript == "second take"
+    assert answer.transcription.transcript == "second take"
     assert gridfs["fs.files"].count_documents({}) == 0
 
 
 def test_reupload_while_transcribing_discards_the_stale_transcript(
-    interview, gridfs, scripted_engine, spoken, upload
+    interview, gridfs, scripted_engine, spoken, upload, django_capture_on_commit_callbacks
 ):
     question = first_question(interview)
     new_audio = scripted_engine.say(spoken("the new take"), "the new take")
@@ -132,15 +135,18 @@ def test_reupload_while_transcribing_discards_the_stale_transcript(
     old_audio = scripted_engine.say(spoken("the old take"), rerecord_midway)
     upload(interview.pk, question.pk, old_audio)
     answer = Answer.objects.get()
+    old_transcription = answer.transcription_id
 
-    assert transcribe_answer(answer.pk) == "superseded"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert transcribe(old_transcription) == "superseded"
 
     answer.refresh_from_db()
-    assert answer.transcription_status == Answer.Status.QUEUED
-    assert answer.transcript == ""
-    assert transcribe_answer(answer.pk) == "completed"
+    assert not Transcription.objects.filter(pk=old_transcription).exists()
+    assert answer.transcription.status == Answer.Status.QUEUED
+    assert answer.transcription.transcript == ""
+    assert transcribe(answer.transcription_id) == "completed"
     answer.refresh_from_db()
-    assert answer.transcript == "the new take"
+    assert answer.transcription.transcript == "the new take"
     assert gridfs["fs.files"].count_documents({}) == 0
 
 
@@ -156,9 +162,9 @@ def test_engine_error_fails_the_answer_and_keeps_the_audio(
     run_queued_jobs()
 
     answer = Answer.objects.get()
-    assert answer.transcription_status == Answer.Status.FAILED
-    assert answer.transcription_error == "Invalid file format."
-    assert answer.gridfs_file_id == file_id
+    assert answer.transcription.status == Answer.Status.FAILED
+    assert answer.transcription.error == "Invalid file format."
+    assert answer.transcription.gridfs_file_id == file_id
     assert stored(gridfs, file_id)[0] == 1
 
 
@@ -171,10 +177,10 @@ def test_missing_audio_fails_with_a_clear_error(interview, upload, gridfs, scrip
     run_queued_jobs()
 
     answer = Answer.objects.get()
-    assert answer.transcription_status == Answer.Status.FAILED
-    assert "no longer stored" in answer.transcription_error
+    assert answer.transcription.status == Answer.Status.FAILED
+    assert "no longer stored" in answer.transcription.error
     assert scripted_engine.calls == []
-    assert answer.gridfs_file_id == file_id
+    assert answer.transcription.gridfs_file_id == file_id
 
 
 def test_rerun_after_a_crash_between_commit_and_delete_removes_the_audio(
@@ -183,10 +189,10 @@ def test_rerun_after_a_crash_between_commit_and_delete_removes_the_audio(
     question = first_question(interview)
     file_id = upload(interview.pk, question.pk, spoken("crash")).json()["file_id"]
     # What a worker killed right after committing the transcript leaves behind.
-    Answer.objects.update(transcription_status=Answer.Status.COMPLETED, transcript="crash")
+    Transcription.objects.update(status=Transcription.Status.COMPLETED, transcript="crash")
 
-    assert transcribe_answer(Answer.objects.get().pk) == "not claimed"
+    assert transcribe(Answer.objects.get().transcription_id) == "not claimed"
 
     assert stored(gridfs, file_id) == (0, 0)
-    assert Answer.objects.get().gridfs_file_id is None
+    assert Answer.objects.get().transcription.gridfs_file_id is None
     assert scripted_engine.calls == []

@@ -13,6 +13,7 @@ from sessions_app.models import Answer, InterviewSession, Question
 from sessions_app.services import session_create
 from tests.support import run_queued_jobs, stored_state
 from transcription.backends import TranscriptionError
+from transcription.models import Transcription
 
 pytestmark = pytest.mark.django_db
 
@@ -43,8 +44,8 @@ def test_upload_stores_the_audio_and_returns_before_transcription_starts(
     assert re.fullmatch(r"[0-9a-f]{24}", body["file_id"])
     assert gridfs["fs.files"].count_documents({"_id": ObjectId(body["file_id"])}) == 1
     job = OrmQ.objects.get()
-    assert job.task["func"] == "transcription.tasks.transcribe_answer"
-    assert job.task["args"] == (Answer.objects.get(question=question).pk,)
+    assert job.task["func"] == "transcription.tasks.transcribe"
+    assert job.task["args"] == (Answer.objects.get(question=question).transcription_id,)
     assert scripted_engine.calls == []
 
 
@@ -63,8 +64,8 @@ def test_session_status_counts_answers_by_transcription_status(
     )
     upload(session.pk, claimed.pk, spoken("a worker elsewhere has this one"))
     # What a worker's claim does to the answer it starts on.
-    Answer.objects.filter(question=claimed).update(
-        transcription_status=Answer.Status.PROCESSING,
+    Transcription.objects.filter(answer__question=claimed).update(
+        status=Transcription.Status.PROCESSING,
         processing_started_at=timezone.now(),
         attempts=F("attempts") + 1,
     )
@@ -236,20 +237,3 @@ def test_bad_upload_is_refused_and_stores_nothing(
     assert (list(error["fields"]) if "fields" in error else None) == fields
     assert enqueued == []
     assert stored_state(gridfs) == before
-
-
-def test_baseline_mode_transcribes_inside_the_upload_request(
-    settings, interview, upload, gridfs, scripted_engine, spoken
-):
-    """The benchmark's "before": TRANSCRIBE_IN_REQUEST makes the candidate wait for Whisper."""
-    settings.TRANSCRIBE_IN_REQUEST = True
-    question = interview.ordered_questions()[0]
-    audio = scripted_engine.say(spoken("synchronous"), "synchronous")
-
-    response = upload(interview.pk, question.pk, audio)
-
-    assert response.status_code == 202
-    assert response.json()["transcription_status"] == "completed"
-    assert scripted_engine.calls
-    assert OrmQ.objects.count() == 0
-    assert gridfs["fs.files"].count_documents({}) == 0

@@ -1,4 +1,5 @@
-"""Operators' jobs: expire old audio, remove orphans, recover lost transcriptions, schedules."""
+"""Operators' jobs: the reconciler that leaves no transcription without its job, audio cleanup,
+and the schedules that run them."""
 
 import logging
 from dataclasses import dataclass, field
@@ -7,50 +8,106 @@ from datetime import UTC, datetime, timedelta
 from bson import ObjectId
 from django.conf import settings
 from django.db import transaction
-from django_q.models import Schedule
+from django.db.models import Q
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule
+from django_q.signing import SignedPackage
 
-from sessions_app.models import Answer
-from sessions_app.services import transcription_enqueue
-
-from . import storage
+from . import services, storage
+from .models import Transcription
 
 logger = logging.getLogger(__name__)
+Status = Transcription.Status
 
-# An upload writes its chunks, then its files document, then the answer row: anything
-# younger than this may be an upload still in flight, not an orphan.
+# An upload writes its chunks, then its files document, then its row: anything younger than
+# this may be an upload still in flight, not an orphan.
 ORPHAN_GRACE = timedelta(minutes=10)
-EXPIRED_ERROR = "The audio expired before it was transcribed; record the answer again."
+# A queued row commits together with its job; this only spares the scheduler's own enqueue
+# of a retry that has just come due.
+DUE_GRACE = timedelta(seconds=15)
+EXPIRED_ERROR = "The recording expired before it was transcribed; record the answer again."
+
+
+@dataclass
+class ReconcileReport:
+    enqueued: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+
+    def __str__(self):
+        return (
+            f"enqueued {len(self.enqueued)} queued transcriptions without a job, "
+            f"released {len(self.released)} whose worker was lost, "
+            f"failed {len(self.failed)} past {settings.TRANSCRIPTION_MAX_ATTEMPTS} attempts"
+        )
+
+
+def transcriptions_with_a_job() -> set[int]:
+    """Return the ids whose transcription job waits in the queue or runs now."""
+    ids = set()
+    for task in OrmQ.objects.all():
+        try:
+            package = SignedPackage.loads(task.payload)
+        except Exception:  # noqa: BLE001 - a task signed with another key is not ours
+            continue
+        if package.get("func") == services.JOB and package.get("args"):
+            ids.add(package["args"][0])
+    return ids
+
+
+def reconcile(*, dry_run: bool = False) -> ReconcileReport:
+    """Enqueue each due queued transcription that has no job; release or fail lost ones."""
+    report = ReconcileReport()
+    due = timezone.now() - DUE_GRACE
+    with_a_job = transcriptions_with_a_job()
+    waiting = (
+        Transcription.objects.filter(status=Status.QUEUED, updated_at__lt=due)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=due))
+        .exclude(pk__in=with_a_job)
+        .values_list("pk", flat=True)
+    )
+    for transcription_id in waiting:
+        report.enqueued.append(transcription_id)
+        if not dry_run:
+            services.transcription_enqueue_if_queued(transcription_id=transcription_id)
+    for transcription in Transcription.objects.stuck():
+        exhausted = transcription.attempts >= settings.TRANSCRIPTION_MAX_ATTEMPTS
+        (report.failed if exhausted else report.released).append(transcription.pk)
+        if not dry_run:
+            services.transcription_recover(transcription=transcription)
+    if report.enqueued or report.released or report.failed:
+        logger.warning("Reconciler: %s", report)
+    return report
 
 
 @dataclass
 class CleanupReport:
     expired_audio: list[str] = field(default_factory=list)
-    expired_answers: int = 0
+    expired_transcriptions: int = 0
     orphan_files: list[str] = field(default_factory=list)
     orphan_chunks: int = 0
 
     def __str__(self):
         return (
-            f"deleted {len(self.expired_audio)} audio files of idle answers "
-            f"({self.expired_answers} failed answers marked expired), "
+            f"deleted {len(self.expired_audio)} audio files of idle transcriptions "
+            f"({self.expired_transcriptions} failed ones marked expired), "
             f"{len(self.orphan_files)} orphan files, {self.orphan_chunks} orphan chunks"
         )
 
 
 def cleanup_audio(*, hours: float = 24, dry_run: bool = False) -> CleanupReport:
-    """Delete old audio of idle answers, leftover audio of completed ones, and orphans.
+    """Delete old audio of failed transcriptions, leftover audio of completed ones, orphans.
 
-    Never audio whose answer is queued or processing.
+    Never audio whose transcription is queued or processing.
     """
     report = CleanupReport()
     db = storage.get_database()
     now = datetime.now(UTC)
     referenced = dict(
-        Answer.objects.filter(gridfs_file_id__isnull=False).values_list(
-            "gridfs_file_id", "transcription_status"
+        Transcription.objects.filter(gridfs_file_id__isnull=False).values_list(
+            "gridfs_file_id", "status"
         )
     )
-    busy = {Answer.Status.QUEUED, Answer.Status.PROCESSING}
     cutoff = now - timedelta(hours=hours)
     with storage.mongo_errors():
         files = list(db["fs.files"].find({}, {"_id": 1, "metadata.upload_date": 1}))
@@ -62,11 +119,11 @@ def cleanup_audio(*, hours: float = 24, dry_run: bool = False) -> CleanupReport:
         if file_id not in referenced:
             if uploaded < now - ORPHAN_GRACE:
                 report.orphan_files.append(file_id)
-        elif referenced[file_id] == Answer.Status.COMPLETED or (
-            referenced[file_id] not in busy and uploaded < cutoff
+        elif referenced[file_id] == Status.COMPLETED or (
+            referenced[file_id] == Status.FAILED and uploaded < cutoff
         ):
-            # A completed answer's audio outlived its transcript only because its deletion
-            # failed (MongoDB was down): it goes whatever its age.
+            # A completed transcription's audio outlived its transcript only because its
+            # deletion failed (MongoDB was down): it goes whatever its age.
             report.expired_audio.append(file_id)
     orphan_owners = [
         owner
@@ -78,28 +135,27 @@ def cleanup_audio(*, hours: float = 24, dry_run: bool = False) -> CleanupReport:
     with storage.mongo_errors():
         report.orphan_chunks = db["fs.chunks"].count_documents({"files_id": {"$in": orphan_owners}})
     if dry_run:
-        report.expired_answers = Answer.objects.filter(
-            gridfs_file_id__in=report.expired_audio, transcription_status=Answer.Status.FAILED
+        report.expired_transcriptions = Transcription.objects.filter(
+            gridfs_file_id__in=report.expired_audio, status=Status.FAILED
         ).count()
         return report
 
     for file_id in report.expired_audio:
         with transaction.atomic():
-            # Re-checked under lock: a re-queue or re-upload may have made it busy again.
-            answer = (
-                Answer.objects.select_for_update()
-                .filter(gridfs_file_id=file_id)
-                .exclude(transcription_status__in=busy)
+            # Re-checked under lock: a re-queue may have made it pending again.
+            transcription = (
+                Transcription.objects.select_for_update()
+                .filter(gridfs_file_id=file_id, status__in=[Status.COMPLETED, Status.FAILED])
                 .first()
             )
-            if answer is None:
+            if transcription is None:
                 continue
             storage.delete_audio(file_id)
-            answer.gridfs_file_id = None
-            if answer.transcription_status == Answer.Status.FAILED:
-                answer.transcription_error = EXPIRED_ERROR
-                report.expired_answers += 1
-            answer.save(update_fields=["gridfs_file_id", "transcription_error", "updated_at"])
+            transcription.gridfs_file_id = None
+            if transcription.status == Status.FAILED:
+                transcription.error = EXPIRED_ERROR
+                report.expired_transcriptions += 1
+            transcription.save(update_fields=["gridfs_file_id", "error", "updated_at"])
     for file_id in report.orphan_files:
         storage.delete_audio(file_id)
     with storage.mongo_errors():
@@ -108,64 +164,19 @@ def cleanup_audio(*, hours: float = 24, dry_run: bool = False) -> CleanupReport:
     return report
 
 
-@dataclass
-class RecoveryReport:
-    requeued: list[int] = field(default_factory=list)
-    failed: list[int] = field(default_factory=list)
-
-    def __str__(self):
-        return (
-            f"re-queued {len(self.requeued)} stuck transcriptions, "
-            f"failed {len(self.failed)} past {settings.TRANSCRIPTION_MAX_ATTEMPTS} attempts"
-        )
-
-
-def recover_stuck(*, dry_run: bool = False) -> RecoveryReport:
-    """Re-queue answers whose worker was lost mid-transcription; fail them past max attempts."""
-    report = RecoveryReport()
-    max_attempts = settings.TRANSCRIPTION_MAX_ATTEMPTS
-    for answer in Answer.objects.stuck():
-        exhausted = answer.attempts >= max_attempts
-        (report.failed if exhausted else report.requeued).append(answer.pk)
-        if dry_run:
-            continue
-        stuck = Answer.objects.stuck().filter(pk=answer.pk, attempts=answer.attempts)
-        if exhausted:
-            stuck.update(
-                transcription_status=Answer.Status.FAILED,
-                transcription_error=(
-                    f"Transcription did not finish in {answer.attempts} attempts (the worker "
-                    "stopped or timed out each time); re-queue it by hand to try again."
-                ),
-            )
-        elif stuck.update(transcription_status=Answer.Status.QUEUED, processing_started_at=None):
-            transcription_enqueue(answer_id=answer.pk)
-    if report.requeued or report.failed:
-        logger.warning("Stuck transcriptions: %s", report)
-    return report
-
-
-def cleanup_audio_job() -> str:
-    """Run the hourly audio cleanup (a Django-Q schedule)."""
-    return str(cleanup_audio(hours=settings.AUDIO_RETENTION_HOURS))
-
-
-def recover_stuck_job() -> str:
-    """Run the stuck-transcription recovery (a Django-Q schedule)."""
-    return str(recover_stuck())
-
-
 SCHEDULES = {
     "Clean up old and orphan audio": {
-        "func": "transcription.maintenance.cleanup_audio_job",
+        "func": "transcription.tasks.cleanup_audio",
         "schedule_type": Schedule.HOURLY,
     },
-    "Recover stuck transcriptions": {
-        "func": "transcription.maintenance.recover_stuck_job",
+    "Reconcile transcriptions with their jobs": {
+        "func": "transcription.tasks.reconcile",
         "schedule_type": Schedule.MINUTES,
         "minutes": 1,
     },
 }
+# Names that earlier versions used; removed so that no schedule calls a function that is gone.
+RETIRED_SCHEDULES = ["Recover stuck transcriptions"]
 
 
 def schedules_ensure(*, dry_run: bool = False) -> list[tuple[str, bool]]:
@@ -177,4 +188,6 @@ def schedules_ensure(*, dry_run: bool = False) -> list[tuple[str, bool]]:
             continue
         _, created = Schedule.objects.update_or_create(name=name, defaults=fields | {"repeats": -1})
         results.append((name, created))
+    if not dry_run:
+        Schedule.objects.filter(name__in=RETIRED_SCHEDULES).delete()
     return results

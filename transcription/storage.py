@@ -69,27 +69,15 @@ def _object_id(file_id: str) -> ObjectId:
         raise AudioNotFound(file_id) from None
 
 
-def store_audio(
-    source: BinaryIO | bytes,
-    *,
-    session_id: int,
-    question_id: int,
-    user_id: int,
-    content_type: str,
-) -> str:
-    """Store one answer's audio and return its GridFS id."""
-    metadata = {
-        "session_id": session_id,
-        "question_id": question_id,
-        "user_id": user_id,
+def store_audio(source: BinaryIO | bytes, *, metadata: dict, content_type: str) -> str:
+    """Store one recording with the caller's metadata; return its GridFS id."""
+    metadata = metadata | {
         "upload_date": datetime.now(UTC),
-        "status": "queued",
         "content_type": content_type,
     }
-    # The name is ours, never the uploaded file's name.
-    filename = f"session-{session_id}-question-{question_id}"
     with mongo_errors():
-        return str(_bucket().upload_from_stream(filename, source, metadata=metadata))
+        # The name is ours, never the uploaded file's name: the metadata says whose it is.
+        return str(_bucket().upload_from_stream("recording", source, metadata=metadata))
 
 
 def get_audio(file_id: str) -> bytes:
@@ -108,14 +96,6 @@ def audio_exists(file_id: str) -> bool:
         return False
     with mongo_errors():
         return get_database()[f"{BUCKET}.files"].count_documents({"_id": oid}, limit=1) == 1
-
-
-def set_audio_status(file_id: str, status: str) -> None:
-    """Record the answer's transcription status on the stored file, for operators."""
-    with mongo_errors():
-        get_database()[f"{BUCKET}.files"].update_one(
-            {"_id": _object_id(file_id)}, {"$set": {"metadata.status": status}}
-        )
 
 
 def delete_audio(file_id: str) -> bool:

@@ -4,16 +4,19 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from sessions_app.models import Answer
-from sessions_app.services import RequeueRefused, transcription_requeue
+from transcription.models import Transcription
+from transcription.services import RequeueRefused, transcription_requeue
 
 
 class Command(BaseCommand):
-    help = "Re-queue failed (or stuck processing) transcriptions whose audio is still stored."
+    help = "Re-queue answers' failed (or stuck processing) transcriptions whose audio is stored."
 
     def add_arguments(self, parser):
         parser.add_argument("--session", type=int, help="only this interview session's answers")
         parser.add_argument(
-            "--status", choices=[Answer.Status.FAILED, Answer.Status.PROCESSING], default="failed"
+            "--status",
+            choices=[Transcription.Status.FAILED, Transcription.Status.PROCESSING],
+            default="failed",
         )
         parser.add_argument(
             "--older-than",
@@ -24,11 +27,16 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="list, change nothing")
 
     def handle(self, *, session, status, older_than, dry_run, **options):
-        answers = Answer.objects.filter(transcription_status=status).order_by("pk")
+        answers = (
+            Answer.objects.filter(transcription__status=status)
+            .select_related("transcription")
+            .order_by("pk")
+        )
         if session is not None:
             answers = answers.filter(session_id=session)
         if older_than is not None:
-            answers = answers.filter(updated_at__lt=timezone.now() - timedelta(minutes=older_than))
+            cutoff = timezone.now() - timedelta(minutes=older_than)
+            answers = answers.filter(transcription__updated_at__lt=cutoff)
         requeued = refused = 0
         for answer in answers:
             if dry_run:
@@ -36,7 +44,7 @@ class Command(BaseCommand):
                 requeued += 1
                 continue
             try:
-                transcription_requeue(answer=answer)
+                transcription_requeue(transcription=answer.transcription)
             except RequeueRefused as reason:
                 refused += 1
                 self.stdout.write(f"  answer {answer.pk} not re-queued: {reason}")

@@ -1,0 +1,40 @@
+import os
+import shutil
+import signal
+
+from django.conf import settings
+from django_q.cluster import Cluster
+from django_q.management.commands import qcluster
+
+from transcription import worker
+
+
+class Command(qcluster.Command):
+    # Overrides django-q2's qcluster (this app comes first in INSTALLED_APPS), the way
+    # staticfiles overrides runserver: the same cluster, with a stop that releases work.
+    help = (
+        "Start a Django Q cluster. On SIGTERM or SIGINT its workers hand in-flight "
+        "transcriptions back to the queue and the cluster exits."
+    )
+
+    def handle(self, *args, **options):
+        if options.get("cluster_name"):
+            os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
+        settings.SECRET_KEY  # noqa: B018 - signing needs it: fail now, not in a worker
+        registry = worker.make_registry()
+        cluster = Cluster()
+        stop = cluster.sig_handler
+
+        def release_then_stop(signum, frame):
+            if cluster.sentinel is not None:
+                worker.signal_workers(registry, parent_pid=cluster.sentinel.pid)
+            stop(signum, frame)
+
+        signal.signal(signal.SIGTERM, release_then_stop)
+        signal.signal(signal.SIGINT, release_then_stop)
+        try:
+            cluster.start()
+            if options.get("run_once", False):
+                cluster.stop()
+        finally:
+            shutil.rmtree(registry, ignore_errors=True)
