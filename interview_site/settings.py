@@ -296,6 +296,12 @@ CORS_URLS_REGEX = r"^/api/.*$"
 # Uploads above this are streamed to a temporary file by Django, never held in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
+# --- Privacy --------------------------------------------------------------
+
+# Sessions (answers, transcripts, scores, their audio and webhook deliveries) older than this
+# many days are deleted by an hourly job; 0 or unset keeps them until the candidate deletes them.
+TRANSCRIPT_RETENTION_DAYS = env_int("TRANSCRIPT_RETENTION_DAYS", 0)
+
 # --- Webhooks -------------------------------------------------------------
 
 # Production sends only to https URLs whose host resolves to public addresses (no SSRF into

@@ -221,10 +221,22 @@ class SessionListCreateApi(GenericAPIView):
         summary="One interview session and its questions",
         responses={200: SessionSerializer} | errors(401, 404),
     ),
+    delete=extend_schema(
+        operation_id="sessions_destroy",
+        parameters=[SESSION_ID],
+        summary="Delete a session: its answers, transcripts, scores and any audio still stored",
+        description="Queued transcriptions are dropped (their jobs find nothing), and webhook "
+        "deliveries about the session are deleted with it.",
+        responses={204: None} | errors(401, 404),
+    ),
 )
 class SessionDetailApi(APIView):
     def get(self, request, session_id):
         return Response(SessionSerializer(get_own_session(request, session_id)).data)
+
+    def delete(self, request, session_id):
+        services.session_delete(session=get_own_session(request, session_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @extend_schema_view(
@@ -256,12 +268,18 @@ class AnswerUploadApi(APIView):
             )
         serializer = AnswerUploadSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        answer = services.answer_submit(
-            session=session,
-            question=question,
-            audio=serializer.validated_data["audio"],
-            content_type=serializer.validated_data["content_type"],
-        )
+        try:
+            answer = services.answer_submit(
+                session=session,
+                question=question,
+                audio=serializer.validated_data["audio"],
+                content_type=serializer.validated_data["content_type"],
+            )
+        except InterviewSession.DoesNotExist:
+            # Deleted while the audio was being stored; the audio is discarded.
+            raise exceptions.NotFound(
+                "Interview session not found.", code="session_not_found"
+            ) from None
         status_url = reverse("answer-status", args=[session.pk, question.pk])
         return Response(
             {

@@ -1,5 +1,6 @@
 """Webhooks: registered through the API, persisted, signed, retried, and never sent inward."""
 
+import json
 import socket
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import pytest
 from django_q.models import OrmQ, Schedule
 from standardwebhooks import Webhook
 
-from tests.support import ROOT, start_qcluster, wait_for
+from tests.support import ROOT, run_queued_jobs, start_qcluster, wait_for
+from transcription.backends import TranscriptionError
 from webhooks import services, tasks
 from webhooks.apps import schedules_ensure_after_migrate
 from webhooks.models import Attempt, Delivery, Endpoint
@@ -420,3 +422,77 @@ def test_the_admin_lists_attempts_and_resends_a_failed_delivery(
     [job] = OrmQ.objects.all()
     assert tasks.deliver(*job.task["args"]) == "delivered"
     assert list(Attempt.objects.values_list("status_code", flat=True)) == [400, 200]
+
+
+# --- Events from the lifecycle --------------------------------------------------------
+
+
+def received(server) -> list[dict]:
+    return [json.loads(request["body"]) for request in server.requests]
+
+
+def test_answer_completed_and_answer_failed_are_sent_when_transcriptions_finish(
+    user, interview, upload, gridfs, scripted_engine, spoken, receiver
+):
+    server = receiver()
+    endpoint = endpoint_for(user, server.url, events=["answer.completed", "answer.failed"])
+    first, second = interview.ordered_questions()[:2]
+    upload(interview.pk, first.pk, scripted_engine.say(spoken("An index"), "An index."))
+    broken = TranscriptionError("The audio could not be decoded.", permanent=True)
+    upload(interview.pk, second.pk, scripted_engine.say(spoken("A cache"), broken))
+
+    run_queued_jobs()  # the transcriptions, then the deliveries their changes caused
+
+    events = {event["type"]: event["data"] for event in received(server)}
+    assert set(events) == {"answer.completed", "answer.failed"}
+    assert events["answer.completed"]["session_id"] == interview.pk
+    assert events["answer.completed"]["question_id"] == first.pk
+    assert events["answer.completed"]["transcript"] == "An index."
+    assert events["answer.completed"]["score"] is not None  # scored before it was sent
+    assert events["answer.failed"]["question_id"] == second.pk
+    assert "could not be decoded" in events["answer.failed"]["error"]
+    for request in server.requests:
+        Webhook(endpoint.secret).verify(request["body"], request["headers"])
+
+
+def test_session_analyzed_is_sent_when_the_analysis_completes(
+    api_client,
+    user,
+    interview,
+    upload,
+    gridfs,
+    scripted_engine,
+    spoken,
+    receiver,
+    django_capture_on_commit_callbacks,
+):
+    server = receiver()
+    endpoint_for(user, server.url, events=["session.analyzed"])
+    question = interview.ordered_questions()[0]
+    upload(interview.pk, question.pk, scripted_engine.say(spoken("An index"), "An index."))
+    run_queued_jobs()
+    assert server.requests == []  # not subscribed to answer events
+
+    with django_capture_on_commit_callbacks(execute=True):
+        analysis = api_client.post(f"/api/analyze/{interview.pk}/")
+    run_queued_jobs()
+
+    assert analysis.status_code == 200
+    [event] = received(server)
+    assert event["type"] == "session.analyzed"
+    assert event["data"]["session_id"] == interview.pk
+    assert event["data"]["final_score"] == analysis.json()["final_score"]
+    assert [a["question_id"] for a in event["data"]["answers"]] == [question.pk]
+
+
+def test_deleting_a_session_deletes_the_deliveries_that_carry_its_answers(
+    api_client, user, interview, receiver, django_capture_on_commit_callbacks
+):
+    endpoint_for(user, receiver(503).url)
+    other = publish(user, session_id=interview.pk + 1000)
+    publish(user, session_id=interview.pk, transcript="something private")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api_client.delete(f"/api/sessions/{interview.pk}/").status_code == 204
+
+    assert list(Delivery.objects.all()) == other

@@ -7,6 +7,8 @@ class WebhooksConfig(AppConfig):
     verbose_name = "Webhooks"
 
     def ready(self):
+        from . import receivers  # noqa: F401 - connects the lifecycle listeners
+
         post_migrate.connect(schedules_ensure_after_migrate, sender=self)
 
 
@@ -19,7 +21,7 @@ SCHEDULES = {
 }
 
 
-def schedules_ensure_after_migrate(sender, using="default", **kwargs):
+def schedules_ensure_after_migrate(sender=None, using="default", **kwargs):
     """Create the webhook reconciler's schedule with the tables (the release step migrates)."""
     from django_q.models import Schedule
 
