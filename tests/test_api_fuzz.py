@@ -7,13 +7,21 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from model_bakery import baker
 from rest_framework.authtoken.models import Token
 
+from sessions_app.models import Answer
 from sessions_app.services import session_create
 from tests.support import Process, database_url, free_port, port_open, process_env, wait_for
+from transcription.models import Transcription
 from webhooks.models import Endpoint
 
 EXAMPLES_PER_OPERATION = 25
+STATES = [
+    {"status": "completed", "transcript": "I would add an index.", "language": "en"},
+    {"status": "failed", "error": "The audio could not be decoded."},
+    {"status": "queued", "gridfs_file_id": None},
+]
 CHECKS = [
     "not_a_server_error",
     "status_code_conformance",
@@ -32,6 +40,16 @@ def test_fuzzing_every_operation_finds_no_server_error_and_no_schema_violation(
     token = Token.objects.create(user=user).key
     # Real ids for part of the cases, so that they reach the views' logic, not only the 404.
     sessions = [session_create(user=user, question_count=3) for _ in range(2)]
+    # Answers in each state, so that status and analyze answer with real bodies: the first
+    # session waits for a transcription (202), the second can be scored (200).
+    seeds = [
+        (sessions[0], q, state)
+        for q, state in zip(sessions[0].ordered_questions(), STATES, strict=True)
+    ]
+    seeds.append((sessions[1], sessions[1].ordered_questions()[0], STATES[0]))
+    for session, question, state in seeds:
+        transcription = baker.make(Transcription, content_type="audio/wav", **state)
+        Answer.objects.create(session=session, question=question, transcription=transcription)
     question_ids = [q.pk for session in sessions for q in session.ordered_questions()]
     endpoint = Endpoint.objects.create(user=user, url="https://example.com/hook", secret="whsec_")
     config = tmp_path / "schemathesis.toml"
