@@ -13,7 +13,7 @@ MONGO_PORT ?= 27018
 # Local development and tests run with DEBUG on; production settings need DJANGO_SECRET_KEY.
 export DJANGO_DEBUG ?= 1
 
-.PHONY: install setup run test lint bench
+.PHONY: install setup run test lint bench fuzz
 
 $(BIN)/.installed: requirements.txt requirements-local.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.13 is needed (python3.13 on PATH or under pyenv)"; exit 1; }
@@ -40,6 +40,10 @@ run: setup
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Schemathesis against a real gunicorn, every operation of /api/schema/ (part of `make test`).
+fuzz: install
+	$(BIN)/pytest tests/test_api_fuzz.py
 
 lint: install
 	$(BIN)/ruff check .

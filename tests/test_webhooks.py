@@ -1,6 +1,7 @@
 """Webhooks: registered through the API, persisted, signed, retried, and never sent inward."""
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from transcription.backends import TranscriptionError
 from webhooks import services, tasks
 from webhooks.apps import schedules_ensure_after_migrate
 from webhooks.models import Attempt, Delivery, Endpoint
+from webhooks.signing import secret_generate
 
 
 class Receiver:
@@ -496,3 +498,20 @@ def test_deleting_a_session_deletes_the_deliveries_that_carry_its_answers(
         assert api_client.delete(f"/api/sessions/{interview.pk}/").status_code == 204
 
     assert list(Delivery.objects.all()) == other
+
+
+def test_the_readmes_verification_snippet_accepts_a_real_delivery_and_refuses_a_forgery(
+    user, receiver
+):
+    snippet = re.search(r"```python\n(import base64.*?)```", (ROOT / "README.md").read_text(), re.S)
+    namespace = {}
+    exec(snippet[1], namespace)  # noqa: S102 - the README's own code, as a reader would paste it
+    server = receiver()
+    endpoint = endpoint_for(user, server.url)
+    [delivery] = publish(user)
+    tasks.deliver(delivery.pk)
+    [request] = server.requests
+
+    assert namespace["verify"](endpoint.secret, request["headers"], request["body"])
+    assert not namespace["verify"](endpoint.secret, request["headers"], request["body"] + b" ")
+    assert not namespace["verify"](secret_generate(), request["headers"], request["body"])
