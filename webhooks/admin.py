@@ -9,9 +9,13 @@ class EndpointAdmin(admin.ModelAdmin):
     list_display = ["url", "user", "events", "is_active", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["url", "user__username"]
-    # The secret signs requests: an operator never needs to read it.
-    exclude = ["secret"]
-    readonly_fields = ["user", "created_at"]
+    # The secret signs requests: an operator never needs to read it. Endpoints are registered
+    # through the API, which checks the URL; staff can only switch one off.
+    fields = ["user", "url", "events", "description", "is_active", "created_at"]
+    readonly_fields = ["user", "url", "events", "description", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
 
 
 class AttemptInline(admin.TabularInline):
