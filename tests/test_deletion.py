@@ -1,10 +1,12 @@
 """DELETE /api/sessions/{id} and TRANSCRIPT_RETENTION_DAYS: nothing of the session is left."""
 
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
-from django_q.models import OrmQ
+from django_q.models import OrmQ, Schedule
 
 from sessions_app.models import Answer, InterviewSession, SessionQuestion
 from sessions_app.services import session_create
@@ -98,12 +100,8 @@ def test_sessions_older_than_the_retention_period_are_deleted_by_the_hourly_job(
     assert gridfs["fs.files"].count_documents({}) == 0
 
 
-def test_the_retention_job_is_scheduled_hourly_with_the_tables():
-    from django_q.models import Schedule
-
-    from sessions_app.apps import schedules_ensure_after_migrate
-
-    schedules_ensure_after_migrate()
+def test_the_retention_job_is_scheduled_hourly_by_setup_schedules():
+    call_command("setup_schedules", stdout=StringIO())
 
     schedule = Schedule.objects.get(func="sessions_app.tasks.sessions_expire")
     assert schedule.schedule_type == Schedule.HOURLY

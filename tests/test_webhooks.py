@@ -15,8 +15,8 @@ from standardwebhooks import Webhook
 
 from tests.support import ROOT, run_queued_jobs, start_qcluster, wait_for
 from transcription.backends import TranscriptionError
+from transcription.maintenance import schedules_ensure
 from webhooks import services, tasks
-from webhooks.apps import schedules_ensure_after_migrate
 from webhooks.models import Attempt, Delivery, Endpoint
 from webhooks.signing import secret_generate
 
@@ -261,7 +261,7 @@ def test_a_receiver_answering_503_twice_gets_three_attempts_with_growing_gaps(
 def test_deliveries_pending_when_the_qcluster_is_killed_are_delivered_after_restart(
     user, receiver, tmp_path
 ):
-    schedules_ensure_after_migrate(sender=None)
+    schedules_ensure()
     # The first request hangs long enough for the cluster to die with it in flight.
     server = receiver(("hang", 20))
     endpoint_for(user, server.url)
