@@ -13,7 +13,11 @@ MONGO_PORT ?= 27018
 # Local development and tests run with DEBUG on; production settings need DJANGO_SECRET_KEY.
 export DJANGO_DEBUG ?= 1
 
-.PHONY: install setup run test lint bench fuzz
+# Debian packages the tests use (speech, audio conversion, the browser), by the command each
+# provides; `make test` installs the missing ones.
+TEST_PACKAGES ?= espeak-ng ffmpeg chromium
+
+.PHONY: install setup run test lint bench system-packages fuzz
 
 $(BIN)/.installed: requirements.txt requirements-local.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.13 is needed (python3.13 on PATH or under pyenv)"; exit 1; }
@@ -38,7 +42,18 @@ run: setup
 	@echo "Serving on http://127.0.0.1:$(WEB_PORT)/ (API under /api/, admin under /admin/)"
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho --procfile Procfile.dev start
 
-test: install
+system-packages:
+	@missing=""; for package in $(TEST_PACKAGES); do \
+		command -v $$package >/dev/null || missing="$$missing $$package"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif sudo -n true 2>/dev/null; then sudo="sudo"; \
+	else echo "The tests need Debian packages:$$missing. Run: sudo apt-get install$$missing"; exit 1; fi; \
+	echo "Installing Debian packages:$$missing"; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		$$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+
+test: install system-packages
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Schemathesis against a real gunicorn, every operation of /api/schema/ (part of `make test`).

@@ -2,11 +2,15 @@
 
 from django.db import connection
 from django.db.models import Count
+from django_q.conf import Conf
 from django_q.models import OrmQ
 from django_q.status import Stat
 
 from transcription import storage
 from transcription.models import Transcription
+
+# A cluster's last status outlives it by a few seconds in the cache.
+GONE = {str(Conf.STOPPING), str(Conf.STOPPED)}
 
 
 def health_check() -> dict:
@@ -31,7 +35,7 @@ def health_check() -> dict:
         report["mongodb"] = "unavailable"
     try:
         # Clusters publish their status in the shared cache every few seconds.
-        clusters = Stat.get_all()
+        clusters = [stat for stat in Stat.get_all() if str(stat.status) not in GONE]
         report["cluster"] = {
             "running": len(clusters),
             "workers": sum(len(cluster.workers) for cluster in clusters),

@@ -13,7 +13,15 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import expect, sync_playwright
 
 from sessions_app.models import InterviewSession
-from tests.support import ROOT, speak, start_qcluster, wait_for, word_error_rate
+from sessions_app.services import answer_submit, session_create
+from tests.support import (
+    ROOT,
+    run_queued_jobs,
+    speak,
+    start_qcluster,
+    wait_for,
+    word_error_rate,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -234,4 +242,37 @@ def test_refused_microphone_shows_what_to_do_instead_of_a_broken_page(
     page.get_by_role("button", name="Next", exact=True).click()
     expect(page.locator("#question-progress")).to_have_text("Question 2 of 2")
     expect(page.get_by_role("alert")).to_have_count(0)
+    assert errors == []
+
+
+def test_an_answer_that_cannot_be_scored_still_shows_the_results(
+    settings, live_server, candidate, chromium, gridfs, scripted_engine, spoken
+):
+    """Issue 9: one answer the scorer fails on leaves the others' results, not a spinner."""
+    settings.SCORER = "tests.test_lifecycle.FailsOnOneAnswer"
+    session = session_create(user=candidate, question_count=2)
+    first, second = session.ordered_questions()
+    for question, text in [(first, "an index and a cache"), (second, "unscorable")]:
+        audio = scripted_engine.say(spoken(text), text)
+        answer_submit(session=session, question=question, audio=audio, content_type="audio/wav")
+    run_queued_jobs()
+    errors = []
+    page = open_page(chromium(microphone=False), errors)
+    page.goto(f"{live_server.url}/accounts/login/?next=/interviews/{session.pk}/")
+    page.get_by_label("Username").fill("speaker")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+    page.get_by_role("button", name="Finish").click()
+
+    results = page.locator("#result-list > li")
+    expect(results).to_have_count(2)
+    expect(page.locator("#results-summary")).to_have_text(
+        "1 of 2 answers scored, 1 could not be scored."
+    )
+    expect(results.nth(0).locator(".score")).to_have_text(re.compile(r"^Score: [0-9.]+ / 100$"))
+    expect(results.nth(1).locator(".score")).to_have_text("Score: not scored")
+    expect(results.nth(1).locator(".score-error")).to_contain_text("could not be scored")
+    expect(results.nth(1).locator(".transcript")).to_have_text("unscorable")
+    expect(page.get_by_text("Analyzing...")).to_have_count(0)
     assert errors == []

@@ -149,4 +149,4 @@ def test_spoken_answer_is_transcribed_by_the_local_engine_in_a_real_worker(
     assert analysis.status_code == 200
     assert analysis.json()["final_score"] == analysis.json()["answers"][0]["score"]
     assert "Transcription completed" in cluster.output()
-    assert "Audio deleted from GridFS after transcription" in cluster.output()
+    assert "Audio deleted after transcription" in cluster.output()

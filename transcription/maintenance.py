@@ -23,9 +23,9 @@ Status = Transcription.Status
 # An upload writes its chunks, then its files document, then its row: anything younger than
 # this may be an upload still in flight, not an orphan.
 ORPHAN_GRACE = timedelta(minutes=10)
-# A queued row commits together with its job; this only spares the scheduler's own enqueue
-# of a retry that has just come due.
-DUE_GRACE = timedelta(seconds=15)
+# A queued row commits together with its job, so one without a job is stranded at once;
+# only a retry that has just come due waits this long for the scheduler's own enqueue.
+DUE_GRACE = timedelta(seconds=60)
 EXPIRED_ERROR = "The recording expired before it was transcribed; record the answer again."
 
 
@@ -62,7 +62,7 @@ def reconcile(*, dry_run: bool = False) -> ReconcileReport:
     due = timezone.now() - DUE_GRACE
     with_a_job = transcriptions_with_a_job()
     waiting = (
-        Transcription.objects.filter(status=Status.QUEUED, updated_at__lt=due)
+        Transcription.objects.filter(status=Status.QUEUED)
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=due))
         .exclude(pk__in=with_a_job)
         .values_list("pk", flat=True)

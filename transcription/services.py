@@ -6,9 +6,9 @@
                     +----------+   processing -> queued: a retry, a release on shutdown,
                     +-- failed     or a lost worker's lease expired; failed -> queued: re-queue
 
-Each change is one conditional UPDATE (the row count says who won), commits together with
-the job that must follow it (the ORM broker shares the database), and announces itself
-once with ``transcription_changed`` after the commit.
+Each change is one conditional UPDATE (the row count says who won); entering ``queued``
+commits together with the job that must follow (the ORM broker shares the database); and
+each change announces itself once with ``transcription_changed`` after the commit.
 """
 
 import logging
@@ -68,7 +68,11 @@ def _send(**change) -> None:
 def _transition(
     transcription_id: int, *, old: str, new: str, where: dict | None = None, **fields
 ) -> Transcription | None:
-    """Move one transcription from ``old`` to ``new``; None if it was not in ``old`` any more."""
+    """Move one transcription from ``old`` to ``new``; None if it was not in ``old`` any more.
+
+    Entering ``queued`` gives it its job in the same transaction: at once, or at
+    ``next_attempt_at`` for a retry.
+    """
     if new not in ALLOWED[old]:
         raise ValueError(f"A transcription cannot go from {old} to {new}")
     with transaction.atomic():
@@ -78,8 +82,25 @@ def _transition(
         if not changed:
             return None
         transcription = Transcription.objects.get(pk=transcription_id)
+        if new == Status.QUEUED:
+            _give_a_job(transcription)
         _announce(transcription, old, new)
     return transcription
+
+
+def _give_a_job(transcription: Transcription) -> None:
+    retry_at = transcription.next_attempt_at
+    if retry_at is None:
+        _enqueue(transcription.pk)
+        return
+    # Should this schedule be lost, the reconciler enqueues the job once it is due.
+    schedule(
+        JOB,
+        transcription.pk,
+        name=f"retry-{transcription.pk}-at-{retry_at:%Y%m%dT%H%M%S.%f}",
+        schedule_type=Schedule.ONCE,
+        next_run=retry_at,
+    )
 
 
 def _enqueue(transcription_id: int) -> None:
@@ -103,7 +124,7 @@ def transcription_create(
         metadata=metadata,
         prompt=prompt,
     )
-    _enqueue(transcription.pk)
+    _give_a_job(transcription)
     _announce(transcription, None, Status.QUEUED)
     return transcription
 
@@ -117,11 +138,16 @@ def transcription_delete(*, transcription: Transcription) -> None:
 
 
 def audio_discard(*, file_id: str) -> None:
-    """Delete audio nothing refers to; if MongoDB is down, cleanup_audio removes it later."""
+    """Delete audio nothing refers to; if that fails, cleanup_audio removes it later.
+
+    Often run after a commit: raising here would report a saved change as failed.
+    """
     try:
         storage.delete_audio(file_id)
     except storage.StorageUnavailable as exc:
         logger.warning("Audio not deleted, cleanup will: file=%s: %s", file_id, exc)
+    except Exception:
+        logger.exception("Audio not deleted, cleanup will: file=%s", file_id)
 
 
 def transcription_requeue(*, transcription: Transcription) -> Transcription:
@@ -131,20 +157,18 @@ def transcription_requeue(*, transcription: Transcription) -> Transcription:
     file_id = transcription.gridfs_file_id
     if not file_id or not storage.audio_exists(file_id):
         raise RequeueRefused("its audio is no longer stored; the candidate must record it again")
-    with transaction.atomic():
-        requeued = _transition(
-            transcription.pk,
-            old=transcription.status,
-            new=Status.QUEUED,
-            where={"gridfs_file_id": file_id, "attempts": transcription.attempts},
-            error="",
-            processing_started_at=None,
-            next_attempt_at=None,
-            attempts=0,
-        )
-        if requeued is None:
-            raise RequeueRefused("it changed meanwhile")
-        _enqueue(transcription.pk)
+    requeued = _transition(
+        transcription.pk,
+        old=transcription.status,
+        new=Status.QUEUED,
+        where={"gridfs_file_id": file_id, "attempts": transcription.attempts},
+        error="",
+        processing_started_at=None,
+        next_attempt_at=None,
+        attempts=0,
+    )
+    if requeued is None:
+        raise RequeueRefused("it changed meanwhile")
     return requeued
 
 
@@ -270,41 +294,28 @@ def _retry_later(transcription: Transcription, error: str, cause: Exception) -> 
     delay = settings.TRANSCRIPTION_RETRY_BASE_SECONDS * 2 ** (attempts - 1)
     # Jitter spreads the retries of many answers that failed together (an API outage).
     next_attempt_at = timezone.now() + timedelta(seconds=delay * random.uniform(0.75, 1.25))
-    with transaction.atomic():
-        released = _transition(
-            transcription.pk,
-            old=Status.PROCESSING,
-            new=Status.QUEUED,
-            where={"gridfs_file_id": transcription.gridfs_file_id},
-            processing_started_at=None,
-            next_attempt_at=next_attempt_at,
-            error=f"Attempt {attempts} failed, will retry: {error}",
-        )
-        if released is not None:
-            # Should this schedule be lost, the reconciler enqueues the job once it is due.
-            schedule(
-                JOB,
-                transcription.pk,
-                name=f"retry-{transcription.pk}-at-{next_attempt_at:%Y%m%dT%H%M%S.%f}",
-                schedule_type=Schedule.ONCE,
-                next_run=next_attempt_at,
-            )
+    _transition(
+        transcription.pk,
+        old=Status.PROCESSING,
+        new=Status.QUEUED,
+        where={"gridfs_file_id": transcription.gridfs_file_id},
+        processing_started_at=None,
+        next_attempt_at=next_attempt_at,
+        error=f"Attempt {attempts} failed, will retry: {error}",
+    )
     return "retry scheduled"
 
 
 def _release(transcription: Transcription) -> str:
     """Hand an interrupted transcription back to the queue; it was not a failed attempt."""
-    with transaction.atomic():
-        released = _transition(
-            transcription.pk,
-            old=Status.PROCESSING,
-            new=Status.QUEUED,
-            where={"gridfs_file_id": transcription.gridfs_file_id},
-            processing_started_at=None,
-            attempts=F("attempts") - 1,
-        )
-        if released is not None:
-            _enqueue(transcription.pk)
+    _transition(
+        transcription.pk,
+        old=Status.PROCESSING,
+        new=Status.QUEUED,
+        where={"gridfs_file_id": transcription.gridfs_file_id},
+        processing_started_at=None,
+        attempts=F("attempts") - 1,
+    )
     logger.info("Transcription released by a stopping worker: transcription=%s", transcription.pk)
     return "released"
 
@@ -347,14 +358,10 @@ def transcription_recover(*, transcription: Transcription) -> Transcription | No
                 "record the answer again."
             ),
         )
-    with transaction.atomic():
-        released = _transition(
-            transcription.pk,
-            old=Status.PROCESSING,
-            new=Status.QUEUED,
-            where=where,
-            processing_started_at=None,
-        )
-        if released is not None:
-            _enqueue(transcription.pk)
-    return released
+    return _transition(
+        transcription.pk,
+        old=Status.PROCESSING,
+        new=Status.QUEUED,
+        where=where,
+        processing_started_at=None,
+    )

@@ -78,7 +78,9 @@ def on_worker_spawn(**kwargs) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     registry = os.environ.get(REGISTRY_ENV)
     if registry:
-        (Path(registry) / str(os.getpid())).touch()
+        # Without its entry the worker still stops cleanly when signalled itself.
+        with contextlib.suppress(OSError):
+            (Path(registry) / str(os.getpid())).touch()
 
 
 def make_registry() -> Path:

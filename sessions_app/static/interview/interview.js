@@ -416,6 +416,7 @@
       result.final_score === null ? "none yet" : `${result.final_score} / 100`;
     const unanswered = answers.length - result.answers.length;
     const summary = [`${result.scored_count} of ${answers.length} answers scored`];
+    if (result.unscored_count) summary.push(`${result.unscored_count} could not be scored`);
     if (result.failed_count) summary.push(`${result.failed_count} could not be transcribed`);
     if (unanswered) summary.push(`${unanswered} not answered`);
     ui.resultsSummary.textContent = `${summary.join(", ")}.`;
@@ -435,6 +436,9 @@
         }
         const score = entry.score === null ? "not scored" : `${entry.score} / 100`;
         item.append(element("p", "score", `Score: ${score}`));
+        if (entry.score === null && entry.score_error) {
+          item.append(element("p", "muted score-error", entry.score_error));
+        }
         item.append(element("h4", "", "Your answer"));
         item.append(element("blockquote", "transcript", entry.transcript || "(no speech)"));
         if (entry.feedback.length) {

@@ -8,6 +8,8 @@ from django_q.management.commands import qcluster
 
 from transcription import worker
 
+SENTINEL_DEATH_SECONDS = 1.0
+
 
 class Command(qcluster.Command):
     # Overrides django-q2's qcluster (this app comes first in INSTALLED_APPS), the way
@@ -26,15 +28,19 @@ class Command(qcluster.Command):
         stop = cluster.sig_handler
 
         def release_then_stop(signum, frame):
-            if cluster.sentinel is not None:
-                worker.signal_workers(registry, parent_pid=cluster.sentinel.pid)
-            stop(signum, frame)
+            sentinel = cluster.sentinel
+            if sentinel is not None:
+                worker.signal_workers(registry, parent_pid=sentinel.pid)
+                # Signalled as a whole process group (as some platforms do), the sentinel
+                # dies at once, and asking it to stop would wait for ever on the lock it held.
+                sentinel.join(timeout=SENTINEL_DEATH_SECONDS)
+                if sentinel.is_alive():
+                    stop(signum, frame)
+            shutil.rmtree(registry, ignore_errors=True)
 
         signal.signal(signal.SIGTERM, release_then_stop)
         signal.signal(signal.SIGINT, release_then_stop)
-        try:
-            cluster.start()
-            if options.get("run_once", False):
-                cluster.stop()
-        finally:
-            shutil.rmtree(registry, ignore_errors=True)
+        # start() returns once the cluster runs; the process then waits for it to stop.
+        cluster.start()
+        if options.get("run_once", False):
+            cluster.stop()
