@@ -13,9 +13,9 @@ MONGO_PORT ?= 27018
 # Local development and tests run with DEBUG on; production settings need DJANGO_SECRET_KEY.
 export DJANGO_DEBUG ?= 1
 
-# Debian packages the tests use (speech, audio conversion, the browser), by the command each
-# provides; `make test` installs the missing ones.
-TEST_PACKAGES ?= espeak-ng ffmpeg chromium
+# Debian packages the tests use (speech, audio conversion, the browser, a test TLS
+# certificate), by the command each provides; `make test` installs the missing ones.
+TEST_PACKAGES ?= espeak-ng ffmpeg chromium openssl
 
 .PHONY: install setup run test lint bench system-packages fuzz
 

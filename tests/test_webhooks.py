@@ -3,11 +3,13 @@
 import json
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from django_q.models import OrmQ, Schedule
@@ -24,7 +26,7 @@ from webhooks.signing import secret_generate
 class Receiver:
     """A real HTTP server on localhost that records each request and answers as scripted."""
 
-    def __init__(self, answers=()):
+    def __init__(self, answers=(), *, tls: tuple[Path, Path] | None = None):
         self.answers = list(answers)  # a status code, or ("hang", seconds) then 200
         self.requests = []
         receiver = self
@@ -35,6 +37,7 @@ class Receiver:
                 receiver.requests.append(
                     {
                         "at": time.monotonic(),
+                        "path": self.path,
                         "headers": {k.lower(): v for k, v in self.headers.items()},
                         "body": body,
                     }
@@ -53,7 +56,12 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/interviews?source=test"
+        self.port = self.server.server_port
+        self.url = f"http://127.0.0.1:{self.port}/hooks/interviews?source=test"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -66,8 +74,8 @@ class Receiver:
 def receiver():
     servers = []
 
-    def make(*answers):
-        servers.append(Receiver(answers))
+    def make(*answers, tls=None):
+        servers.append(Receiver(answers, tls=tls))
         return servers[-1]
 
     yield make
@@ -147,6 +155,7 @@ def test_a_delivery_is_stored_before_it_is_sent_and_verifies_with_the_reference_
         "transcript": "I would add an index",
     }
     assert request["headers"]["webhook-id"] == delivery.message_id
+    assert request["path"] == "/hooks/interviews?source=test"
     assert abs(int(request["headers"]["webhook-timestamp"]) - time.time()) < 60
     assert request["headers"]["webhook-signature"].startswith("v1,")
     delivery.refresh_from_db()
@@ -515,3 +524,39 @@ def test_the_readmes_verification_snippet_accepts_a_real_delivery_and_refuses_a_
     assert namespace["verify"](endpoint.secret, request["headers"], request["body"])
     assert not namespace["verify"](endpoint.secret, request["headers"], request["body"] + b" ")
     assert not namespace["verify"](secret_generate(), request["headers"], request["body"])
+
+
+def test_https_goes_to_the_checked_address_and_still_verifies_the_certificate_for_the_name(
+    user, receiver, dns, settings, tmp_path, monkeypatch
+):
+    """Production's path: https to the address checked, TLS verified for the name."""
+    settings.WEBHOOK_REQUIRE_HTTPS = True
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True  # the receiver is on this machine
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=hooks.test"]
+        + ["-addext", "subjectAltName=DNS:hooks.test"],
+        check=True,
+        capture_output=True,
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trust it, as a public CA would be
+    server = receiver(tls=(cert, key))
+    dns |= {"hooks.test": ["127.0.0.1"], "impostor.test": ["127.0.0.1"]}
+    good = endpoint_for(user, f"https://hooks.test:{server.port}/hook")
+    [delivery] = publish(user)
+
+    assert tasks.deliver(delivery.pk) == "delivered"
+
+    [request] = server.requests
+    assert request["headers"]["host"] == f"hooks.test:{server.port}"
+    Webhook(good.secret).verify(request["body"], request["headers"])
+    # The same server under a name its certificate does not hold: refused by TLS, retried.
+    good.delete()
+    endpoint_for(user, f"https://impostor.test:{server.port}/hook")
+    [delivery] = publish(user)
+    settings.WEBHOOK_RETRY_IN_WORKER_SECONDS = 0
+    assert tasks.deliver(delivery.pk) == "retry scheduled"
+    delivery.refresh_from_db()
+    assert "SSLError: hostname 'impostor.test' doesn't match" in delivery.last_error
+    assert len(server.requests) == 1

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
+from urllib.parse import urlsplit
 
 import urllib3
 from django.conf import settings
@@ -178,12 +179,13 @@ def delivery_send(*, delivery_id: int) -> Outcome:
 def _post(url: str, *, headers: dict, body: bytes) -> tuple[int, str]:
     """POST to the first checked address of the URL's host; never follow a redirect."""
     host, port, addresses = url_target(url)
+    parts = urlsplit(url)
     timeout = urllib3.Timeout(
         connect=settings.WEBHOOK_TIMEOUT_SECONDS, read=settings.WEBHOOK_TIMEOUT_SECONDS
     )
     # Connecting to the address checked above, not to the name, leaves no second DNS answer
     # (rebinding) to reach a private address; TLS still verifies the certificate for the name.
-    if url.startswith("https:"):
+    if parts.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
             addresses[0],
             port,
@@ -195,9 +197,8 @@ def _post(url: str, *, headers: dict, body: bytes) -> tuple[int, str]:
         )
     else:
         pool = urllib3.HTTPConnectionPool(addresses[0], port, timeout=timeout, retries=False)
-    parts = urllib3.util.parse_url(url)
-    target = parts.request_uri
-    host_header = host if parts.port is None else f"{host}:{parts.port}"
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host_header = parts.netloc  # as written, brackets and port included (no credentials)
     with pool:
         response = pool.urlopen(
             "POST",
