@@ -80,7 +80,7 @@ def gunicorn(shared_cache, mongo_uri, tmp_path):
 def answers(url: str) -> bool:
     try:
         requests.get(url, timeout=5)
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):  # not up yet, or a busy machine
         return False
     return True
 

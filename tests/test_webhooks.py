@@ -242,7 +242,9 @@ def test_a_receiver_answering_503_twice_gets_three_attempts_with_growing_gaps(
 ):
     server = receiver(503, 503, 200)
     endpoint = endpoint_for(user, server.url)
-    cluster = start_qcluster(tmp_path, WEBHOOK_RETRY_BASE_SECONDS="0.4")
+    cluster = start_qcluster(
+        tmp_path, WEBHOOK_RETRY_BASE_SECONDS="2", WEBHOOK_RETRY_IN_WORKER_SECONDS="10"
+    )
     try:
         publish(user)
         wait_for(
@@ -259,7 +261,8 @@ def test_a_receiver_answering_503_twice_gets_three_attempts_with_growing_gaps(
     first_gap, second_gap = (
         b["at"] - a["at"] for a, b in zip(server.requests, server.requests[1:], strict=False)
     )
-    assert 0.3 <= first_gap < second_gap  # 0.4 s then 0.8 s, each ±25%
+    # 2 s then 4 s, each ±25%: the second wait is longer whatever the jitter drew.
+    assert 1.5 <= first_gap < second_gap
     assert list(Attempt.objects.values_list("status_code", flat=True)) == [503, 503, 200]
     for request in server.requests:
         Webhook(endpoint.secret).verify(request["body"], request["headers"])
