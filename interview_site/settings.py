@@ -98,8 +98,11 @@ INSTALLED_APPS = [
     # Before django_q: its qcluster command extends django-q2's with a graceful stop.
     "transcription",
     "django_q",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "sessions_app",
     "monitoring",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -357,6 +360,32 @@ REST_FRAMEWORK = {
         "uploads": os.environ.get("UPLOAD_RATE_LIMIT") or "60/minute",
         "sessions": os.environ.get("SESSION_RATE_LIMIT") or "30/hour",
     },
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI document at /api/schema/ and its Swagger UI at /api/docs/, whose JavaScript and
+# CSS are served from our static files (the sidecar), never from a CDN.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Interview practice API",
+    "DESCRIPTION": (
+        "Record spoken answers to interview questions, follow their transcription, and get "
+        'them scored. Every error has one shape: `{"error": {"code", "message", '
+        '"fields", "field_codes"}}`.'
+    ),
+    "VERSION": "1.0.0",
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "TranscriptionStatusEnum": "transcription.models.Transcription.Status",
+        "SessionStatusEnum": "sessions_app.models.InterviewSession.Status",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "sessions_app.schema.add_common_errors",
+    ],
 }
 
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
@@ -386,6 +415,30 @@ if SENTRY_DSN:
     from monitoring.errors import sentry_init
 
     sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT)
+
+# --- Privacy --------------------------------------------------------------
+
+# Sessions (answers, transcripts, scores, their audio and webhook deliveries) older than this
+# many days are deleted by an hourly job; 0 or unset keeps them until the candidate deletes them.
+TRANSCRIPT_RETENTION_DAYS = env_int("TRANSCRIPT_RETENTION_DAYS", 0)
+
+# --- Webhooks -------------------------------------------------------------
+
+# Production sends only to https URLs whose host resolves to public addresses (no SSRF into
+# the platform's own networks); development and tests also reach local receivers.
+WEBHOOK_REQUIRE_HTTPS = env_bool("WEBHOOK_REQUIRE_HTTPS", not DEBUG)
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", DEBUG)
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10)
+# A failed attempt (timeout, 408, 429, 5xx) is retried after BASE * 2^(attempt-1) seconds,
+# ±25% jitter, for up to RETRY_FOR seconds after the event; other 4xx are never retried.
+WEBHOOK_RETRY_BASE_SECONDS = env_float("WEBHOOK_RETRY_BASE_SECONDS", 5)
+WEBHOOK_RETRY_FOR_SECONDS = env_int("WEBHOOK_RETRY_FOR_SECONDS", 24 * 3600)
+# Waits up to this long happen in the worker; longer ones go through the scheduler.
+WEBHOOK_RETRY_IN_WORKER_SECONDS = env_float("WEBHOOK_RETRY_IN_WORKER_SECONDS", 5)
+# A due delivery untouched for this long is enqueued again by the reconciler.
+WEBHOOK_RECONCILE_GRACE_SECONDS = env_int("WEBHOOK_RECONCILE_GRACE_SECONDS", 30)
+# An attempt still unfinished this long after its timeouts lost its worker: sent again.
+WEBHOOK_CLAIM_MARGIN_SECONDS = env_int("WEBHOOK_CLAIM_MARGIN_SECONDS", 30)
 
 # --- Logging --------------------------------------------------------------
 

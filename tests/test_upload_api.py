@@ -25,7 +25,7 @@ def session_status(api_client, session):
 
 
 def test_upload_stores_the_audio_and_returns_before_transcription_starts(
-    interview, upload, gridfs, scripted_engine, spoken
+    interview, upload, gridfs, scripted_engine, spoken, api_client
 ):
     question = interview.ordered_questions()[0]
 
@@ -38,7 +38,9 @@ def test_upload_stores_the_audio_and_returns_before_transcription_starts(
         "message": "Audio uploaded successfully, transcription in progress",
         "file_id": body["file_id"],
         "transcription_status": "queued",
+        "status_url": f"http://testserver/api/transcription-status/{interview.pk}/{question.pk}",
     }
+    assert api_client.get(body["status_url"]).json()["status"] == "queued"
     assert re.fullmatch(r"[0-9a-f]{24}", body["file_id"])
     assert gridfs["fs.files"].count_documents({"_id": ObjectId(body["file_id"])}) == 1
     job = OrmQ.objects.get()

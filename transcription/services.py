@@ -26,7 +26,7 @@ from django_q.models import Schedule
 from django_q.tasks import async_task, schedule
 
 from . import storage, worker
-from .audio import duration_seconds
+from .audio import UnreadableAudio, decoded_length
 from .backends import TranscriptionError, get_transcriber
 from .models import Transcription
 from .signals import transcription_changed
@@ -234,11 +234,9 @@ def transcription_run(*, transcription_id: int) -> str:
         transcript=transcript.text,
         language=transcript.language,
         words=[word.as_dict() for word in transcript.words],
-        audio_seconds=transcript.audio_seconds,
+        audio_seconds=_audio_seconds(transcript, audio),
         transcribed_at=timezone.now(),
         engine_seconds=engine_seconds,
-        # With engine_seconds, the real-time factor on the dashboard (issue 14).
-        audio_seconds=duration_seconds(io.BytesIO(audio)),
         error="",
     )
     if completed is None:
@@ -252,6 +250,17 @@ def transcription_run(*, transcription_id: int) -> str:
     )
     _delete_completed_audio(completed)
     return "completed"
+
+
+def _audio_seconds(transcript, audio: bytes) -> float | None:
+    """Return the recording's length: the engine's word, else decoded here (plain json)."""
+    # With engine_seconds, the real-time factor on the operators' dashboard.
+    if transcript.audio_seconds is not None:
+        return transcript.audio_seconds
+    try:
+        return decoded_length(io.BytesIO(audio), limit_seconds=settings.MAX_ANSWER_SECONDS).seconds
+    except UnreadableAudio:
+        return None
 
 
 def _describe(metadata: dict) -> str:
