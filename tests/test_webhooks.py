@@ -464,7 +464,7 @@ def test_answer_completed_and_answer_failed_are_sent_when_transcriptions_finish(
     assert events["answer.completed"]["transcript"] == "An index."
     assert events["answer.completed"]["score"] is not None  # scored before it was sent
     assert events["answer.failed"]["question_id"] == second.pk
-    assert "could not be decoded" in events["answer.failed"]["error"]
+    assert "could not be transcribed" in events["answer.failed"]["error"]
     for request in server.requests:
         Webhook(endpoint.secret).verify(request["body"], request["headers"])
 
