@@ -228,7 +228,10 @@ class Bench:
             "SCORER": "local",
             "OPENAI_BASE_URL": self.api.base_url,
             "OPENAI_API_KEY": "bench",
+            # The product's per-user limits would refuse a load test's traffic.
             "UPLOAD_RATE_LIMIT": "100000/minute",
+            "SESSION_RATE_LIMIT": "100000/minute",
+            "MAX_PENDING_PER_USER": "100000",
             "Q_WORKERS": str(args.queue_workers),
             "PYTHONUNBUFFERED": "1",
             "NO_PROXY": "127.0.0.1,localhost",
