@@ -14,11 +14,11 @@ MONGO_PORT ?= 27018
 export DJANGO_DEBUG ?= 1
 
 # Debian packages the tests use (speech, audio conversion, the browser, promtool to check the
-# alert rules), by the command each provides (command:package where the names differ);
-# `make test` installs the missing ones.
-TEST_PACKAGES ?= espeak-ng ffmpeg chromium promtool:prometheus
+# alert rules, a test TLS certificate), by the command each provides (command:package where
+# the names differ); `make test` installs the missing ones.
+TEST_PACKAGES ?= espeak-ng ffmpeg chromium promtool:prometheus openssl
 
-.PHONY: install setup run test lint bench system-packages
+.PHONY: install setup run test lint bench system-packages fuzz
 
 $(BIN)/.installed: requirements.txt requirements-local.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.13 is needed (python3.13 on PATH or under pyenv)"; exit 1; }
@@ -60,6 +60,10 @@ system-packages:
 
 test: install system-packages
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Schemathesis against a real gunicorn, every operation of /api/schema/ (part of `make test`).
+fuzz: install
+	$(BIN)/pytest tests/test_api_fuzz.py
 
 lint: install
 	$(BIN)/ruff check .

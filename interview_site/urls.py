@@ -6,6 +6,7 @@ urlpatterns = [
     # /metrics, /api/health/ready and /api/health/live.
     path("", include("monitoring.urls")),
     path("api/", include("sessions_app.urls")),
+    path("api/", include("webhooks.urls")),
     # The candidate's interview screen; "/" is where an interview starts.
     path("", include("sessions_app.urls_pages")),
 ]

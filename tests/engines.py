@@ -12,26 +12,36 @@ from transcription.backends import Transcript, TranscriptionError
 class ScriptedTranscriber:
     """Answer with the text a test registered for the audio, and record every call."""
 
-    # Text to return, an error to raise, or a function of the audio returning the text.
-    script: dict[str, str | Exception | Callable[[bytes], str]] = {}
+    # Text to return (or a whole Transcript), an error to raise, or a function of the audio
+    # returning the text.
+    script: dict[str, str | Transcript | Exception | Callable[[bytes], str]] = {}
     calls: list[str] = []
+    prompts: list[str] = []  # The prompt of each call, in order.
 
     @classmethod
     def reset(cls):
         cls.script = {}
         cls.calls = []
+        cls.prompts = []
 
     @classmethod
-    def say(cls, audio: bytes, result: str | Exception | Callable[[bytes], str]) -> bytes:
+    def say(
+        cls, audio: bytes, result: str | Transcript | Exception | Callable[[bytes], str]
+    ) -> bytes:
         cls.script[hashlib.sha256(audio).hexdigest()] = result
         return audio
 
-    def transcribe(self, audio: bytes, *, language, content_type="", filename="") -> Transcript:
+    def transcribe(
+        self, audio: bytes, *, language, prompt="", content_type="", filename=""
+    ) -> Transcript:
         digest = hashlib.sha256(audio).hexdigest()
         self.calls.append(digest)
+        self.prompts.append(prompt)
         result = self.script.get(digest, "")
         if isinstance(result, Exception):
             raise result
+        if isinstance(result, Transcript):
+            return result
         if callable(result):
             result = result(audio)
         return Transcript(text=result, language=language or "en")
@@ -40,7 +50,9 @@ class ScriptedTranscriber:
 class BlockingTranscriber:
     """Block until the test writes ``release`` in $BLOCKING_ENGINE_DIR; works across processes."""
 
-    def transcribe(self, audio: bytes, *, language, content_type="", filename="") -> Transcript:
+    def transcribe(
+        self, audio: bytes, *, language, prompt="", content_type="", filename=""
+    ) -> Transcript:
         folder = Path(os.environ["BLOCKING_ENGINE_DIR"])
         # The worker's pid, so that a test can kill the process mid-transcription.
         (folder / f"started-{filename}").write_text(f"{len(audio)} {os.getpid()}")

@@ -39,6 +39,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
+# The real API answers only json or text for these (and dated snapshots of them).
+JSON_ONLY_MODELS = ("gpt-4o-transcribe", "gpt-4o-mini-transcribe")
 CHAT_COMPLETIONS = "/v1/chat/completions"
 
 DEFAULT_TEXT = "A process is an instance of a running program with its own memory."
@@ -54,7 +56,8 @@ class RecordedRequest:
     method: str
     path: str
     headers: dict[str, str]  # Names lower-cased.
-    form: dict[str, str] = field(default_factory=dict)  # Multipart text fields.
+    form: dict[str, str] = field(default_factory=dict)  # Multipart text fields (last value).
+    form_lists: dict[str, list[str]] = field(default_factory=dict)  # Every value of each field.
     file: bytes | None = None
     filename: str | None = None
     file_content_type: str | None = None
@@ -349,7 +352,9 @@ class _Handler(BaseHTTPRequestHandler):
                     request.filename = part.filename
                     request.file_content_type = part.content_type
                 else:
-                    request.form[part.name] = part.content.decode("utf-8")
+                    value = part.content.decode("utf-8")
+                    request.form[part.name] = value
+                    request.form_lists.setdefault(part.name, []).append(value)
         elif content_type == "application/json":
             request.json = json.loads(body)
 
@@ -376,13 +381,31 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         transcript = fake.transcript
         text = transcript(request.file) if callable(transcript) else transcript
+        model = request.form["model"]
         response_format = request.form.get("response_format", "json")
+        granularities = request.form_lists.get("timestamp_granularities[]", [])
+        if model.startswith(JSON_ONLY_MODELS) and response_format not in ("json", "text"):
+            # What the real API says (vercel/ai #8214 shipped into this).
+            return 400, {
+                "error": {
+                    "message": f"response_format '{response_format}' is not compatible with "
+                    f"model '{model}'. Use 'json' or 'text' instead.",
+                    "type": "invalid_request_error",
+                    "param": "response_format",
+                    "code": "unsupported_value",
+                }
+            }
+        if granularities and response_format != "verbose_json":
+            return 400, error_body(
+                "timestamp_granularities is only supported with response_format verbose_json",
+                code="unsupported_value",
+            )
         if response_format == "text":
             return 200, text
+        # Roughly 16 kB a second of Opus in WebM.
+        duration = round(len(request.file) / 16000, 2)
         if response_format == "verbose_json":
-            # Roughly 16 kB a second of Opus in WebM.
-            duration = round(len(request.file) / 16000, 2)
-            return 200, {
+            body = {
                 "task": "transcribe",
                 "language": fake.language,
                 "duration": duration,
@@ -390,7 +413,17 @@ class _Handler(BaseHTTPRequestHandler):
                 "segments": [],
                 "usage": {"type": "duration", "seconds": duration},
             }
-        return 200, {"text": text}
+            if "word" in granularities:
+                spoken = text.split()
+                step = duration / max(len(spoken), 1)
+                body["words"] = [
+                    {"word": word, "start": round(i * step, 2), "end": round((i + 1) * step, 2)}
+                    for i, word in enumerate(spoken)
+                ]
+            return 200, body
+        if response_format != "json":
+            return 400, error_body(f"Invalid response_format: {response_format}")
+        return 200, {"text": text, "usage": {"type": "duration", "seconds": duration}}
 
     def _chat_completion(self, request: RecordedRequest) -> tuple[int, dict | str]:
         if request.json is None:

@@ -42,6 +42,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def database_url() -> str:
     """Return a DATABASE_URL for the test database, for processes the tests start."""
     db = connection.settings_dict

@@ -1,12 +1,18 @@
 """The default engine: faster-whisper on this CPU, with the model from the two PyPI packages."""
 
 import hashlib
+import subprocess
 
 import pytest
 
 from tests.support import word_error_rate
 from transcription.backends import TranscriptionError, get_transcriber
-from transcription.backends.local import MODEL_SHA256, ensure_model_dir
+from transcription.backends.local import (
+    MODEL_SHA256,
+    LocalWhisperTranscriber,
+    ensure_model_dir,
+    model_path,
+)
 
 SENTENCES = [
     "I would start by profiling the slow endpoint and reading the database queries.",
@@ -66,3 +72,93 @@ def test_a_damaged_model_file_is_joined_again(tmp_path):
     ensure_model_dir(model_dir)
 
     assert hashlib.sha256((model_dir / "model.bin").read_bytes()).hexdigest() == MODEL_SHA256
+
+
+# --- Voice activity, word timings, settings ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def silent_and_noisy(tmp_path_factory):
+    """Six seconds of digital silence, and six of loud pink noise, made by ffmpeg."""
+    folder = tmp_path_factory.mktemp("no-speech")
+    made = {}
+    for name, source in [
+        ("silence", "anullsrc=r=16000:cl=mono"),
+        ("noise", "anoisesrc=r=16000:color=pink:amplitude=0.3:seed=7"),
+    ]:
+        path = folder / f"{name}.webm"
+        subprocess.run(
+            ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-t", "6", "-i", source]
+            + ["-c:a", "libopus", str(path)],
+            check=True,
+        )
+        made[name] = path.read_bytes()
+    return made
+
+
+@pytest.mark.parametrize("kind", ["silence", "noise"])
+def test_silence_or_noise_alone_gives_an_empty_transcript_not_a_hallucination(
+    engine, silent_and_noisy, kind
+):
+    transcript = engine.transcribe(silent_and_noisy[kind], language=None)
+
+    assert transcript.text == ""
+    assert transcript.words == []
+    assert transcript.language == ""  # Whisper's guess on no speech is not a detection.
+    assert transcript.audio_seconds == pytest.approx(6.0, abs=0.1)
+
+
+def test_without_the_voice_filter_whisper_hallucinates_on_silence(
+    engine, silent_and_noisy, settings
+):
+    # Why WHISPER_VAD is on by default: the stock "You" / "Thank you." on pure silence.
+    settings.WHISPER_VAD = False
+
+    transcript = engine.transcribe(silent_and_noisy["silence"], language=None)
+
+    assert transcript.text != ""
+
+
+def test_words_come_with_timings_and_probabilities_in_order(engine, spoken):
+    transcript = engine.transcribe(spoken(SENTENCES[0], "webm"), language="en")
+
+    assert [word.word for word in transcript.words] == transcript.text.split()
+    starts = [word.start for word in transcript.words]
+    assert starts == sorted(starts)
+    assert all(word.start <= word.end <= transcript.audio_seconds for word in transcript.words)
+    assert all(0 <= word.probability <= 1 for word in transcript.words)
+    assert min(word.probability for word in transcript.words) < 1
+
+
+def test_whisper_model_names_another_ctranslate2_model_and_it_is_never_written(
+    spoken, settings, tmp_path
+):
+    shipped = ensure_model_dir(tmp_path / "shipped")
+    operator = tmp_path / "operator-model"
+    operator.mkdir()
+    for path in shipped.iterdir():
+        if path.name in {"model.bin", "config.json", "tokenizer.json", "vocabulary.json"}:
+            (operator / path.name).symlink_to(path)
+    before = {path.name: path.lstat().st_mtime_ns for path in operator.iterdir()}
+    operator.chmod(0o555)  # Nothing may be added to it either.
+    settings.WHISPER_MODEL = str(operator)
+
+    try:
+        transcript = LocalWhisperTranscriber().transcribe(spoken(SENTENCES[2]), language="en")
+    finally:
+        operator.chmod(0o755)
+    assert word_error_rate(SENTENCES[2], transcript.text) <= 0.25, transcript.text
+    assert {path.name: path.lstat().st_mtime_ns for path in operator.iterdir()} == before
+    assert model_path() == operator
+
+
+def test_a_whisper_model_folder_without_a_model_is_a_permanent_error_naming_the_setting(
+    settings, tmp_path
+):
+    settings.WHISPER_MODEL = str(tmp_path)
+
+    with pytest.raises(TranscriptionError, match="WHISPER_MODEL") as raised:
+        LocalWhisperTranscriber().transcribe(b"audio", language="en")
+
+    assert raised.value.permanent
+    assert list(tmp_path.iterdir()) == []

@@ -14,8 +14,8 @@ from tests.openai_server import (  # noqa: F401
     openai_server_fixture,
     openai_settings_fixture,
 )
-from transcription.backends import Transcript, TranscriptionError
-from transcription.backends.openai import OpenAITranscriber
+from transcription.backends import Transcript, TranscriptionError, Word
+from transcription.backends.openai import OpenAITranscriber, language_code
 
 # Bytes that would break a careless multipart parser: CRLFs, a fake delimiter, NULs.
 AUDIO = b"\x1aE\xdf\xa3" + bytes(range(256)) + b"\r\n--not-the-boundary\r\n\r\n" + b"\x00" * 64
@@ -40,7 +40,17 @@ def test_transcriber_sends_audio_filename_model_and_language_and_returns_text_an
         AUDIO, language="en", content_type="audio/ogg", filename="answer-7.ogg"
     )
 
-    assert transcript == Transcript(text=f"heard {len(AUDIO)} bytes", language="en")
+    seconds = round(len(AUDIO) / 16000, 2)  # The fake's duration for these bytes.
+    assert transcript == Transcript(
+        text=f"heard {len(AUDIO)} bytes",
+        language="en",
+        words=[
+            Word("heard", 0.0, round(seconds / 3, 2), None),
+            Word(str(len(AUDIO)), round(seconds / 3, 2), round(2 * seconds / 3, 2), None),
+            Word("bytes", round(2 * seconds / 3, 2), seconds, None),
+        ],
+        audio_seconds=seconds,
+    )
     [request] = openai_settings.requests
     assert request.path == TRANSCRIPTIONS
     assert request.file == AUDIO
@@ -49,6 +59,83 @@ def test_transcriber_sends_audio_filename_model_and_language_and_returns_text_an
     assert request.form["model"] == "whisper-1"
     assert request.form["language"] == "en"
     assert request.form["response_format"] == "verbose_json"
+    assert request.form_lists["timestamp_granularities[]"] == ["word", "segment"]
+    assert "prompt" not in request.form
+
+
+def test_transcriber_sends_the_prompt(openai_settings):
+    prompt = "Question: What is a generator in Python? Topic words: yield, iterator."
+
+    OpenAITranscriber().transcribe(AUDIO, language="en", prompt=prompt)
+
+    [request] = openai_settings.requests
+    assert request.form["prompt"] == prompt
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-transcribe", "gpt-4o-mini-transcribe"])
+def test_fake_api_rejects_verbose_json_for_gpt_4o_transcribe_models_as_the_real_one_does(
+    openai_settings, model
+):
+    import openai
+
+    from interview_site.openai_client import openai_client
+
+    with pytest.raises(openai.BadRequestError) as raised:
+        openai_client().audio.transcriptions.create(
+            model=model, file=("a.webm", AUDIO, "audio/webm"), response_format="verbose_json"
+        )
+
+    assert raised.value.status_code == 400
+    assert "verbose_json" in raised.value.message
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-transcribe", "gpt-4o-mini-transcribe-2025-03-20"])
+def test_transcriber_asks_gpt_4o_transcribe_models_for_json_and_takes_the_sessions_language(
+    openai_settings, settings, model
+):
+    settings.OPENAI_TRANSCRIPTION_MODEL = model
+
+    transcript = OpenAITranscriber().transcribe(AUDIO, language="fr", prompt="Question: CSRF?")
+
+    assert transcript.text == openai_settings.transcript
+    assert transcript.language == "fr"  # json carries no language: the session's.
+    assert transcript.words == []
+    [request] = openai_settings.requests
+    assert request.form["response_format"] == "json"
+    assert "timestamp_granularities[]" not in request.form
+    assert request.form["prompt"] == "Question: CSRF?"
+    assert openai_settings.successes() == {"answer.webm": 1}
+
+
+# Every language name Whisper can report (its tokenizer's table), with the code expected.
+WHISPER_LANGUAGES = (
+    "en english, zh chinese, de german, es spanish, ru russian, ko korean, fr french, "
+    "ja japanese, pt portuguese, tr turkish, pl polish, ca catalan, nl dutch, ar arabic, "
+    "sv swedish, it italian, id indonesian, hi hindi, fi finnish, vi vietnamese, he hebrew, "
+    "uk ukrainian, el greek, ms malay, cs czech, ro romanian, da danish, hu hungarian, "
+    "ta tamil, no norwegian, th thai, ur urdu, hr croatian, bg bulgarian, lt lithuanian, "
+    "la latin, mi maori, ml malayalam, cy welsh, sk slovak, te telugu, fa persian, "
+    "lv latvian, bn bengali, sr serbian, az azerbaijani, sl slovenian, kn kannada, "
+    "et estonian, mk macedonian, br breton, eu basque, is icelandic, hy armenian, ne nepali, "
+    "mn mongolian, bs bosnian, kk kazakh, sq albanian, sw swahili, gl galician, mr marathi, "
+    "pa punjabi, si sinhala, km khmer, sn shona, yo yoruba, so somali, af afrikaans, "
+    "oc occitan, ka georgian, be belarusian, tg tajik, sd sindhi, gu gujarati, am amharic, "
+    "yi yiddish, lo lao, uz uzbek, fo faroese, ht haitian creole, ps pashto, tk turkmen, "
+    "nn nynorsk, mt maltese, sa sanskrit, lb luxembourgish, my myanmar, bo tibetan, "
+    "tl tagalog, mg malagasy, as assamese, tt tatar, haw hawaiian, ln lingala, ha hausa, "
+    "ba bashkir, jv javanese, su sundanese, yue cantonese"
+)
+
+
+def test_every_language_whisper_can_report_maps_to_its_code():
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    table = dict(entry.split(" ", 1)[::-1] for entry in WHISPER_LANGUAGES.split(", "))
+    # Whisper's own list of codes; it spells Javanese "jw", ISO 639-1 says "jv".
+    assert set(table.values()) == {"jv" if code == "jw" else code for code in _LANGUAGE_CODES}
+    assert {name: language_code(name) for name in table} == table
+    assert language_code("English") == "en"
+    assert language_code("not a language at all") == ""
 
 
 def test_transcriber_omits_language_when_none_and_returns_detected_language_code(

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from django.conf import settings
 
-from . import Transcript, TranscriptionError
+from . import Transcript, TranscriptionError, Word
+
+UNAVAILABLE = "Transcription is not available on this server right now; staff have been told."
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,9 @@ def ensure_model_dir(target: Path) -> Path:
         extras = [resources.files(MODEL_FILES_PACKAGE) / "data" / name for name in MODEL_FILES]
     except ModuleNotFoundError as exc:
         raise TranscriptionError(
-            f"The Whisper model package is missing ({exc.name}): {INSTALL_HINT}", permanent=True
+            f"The Whisper model package is missing ({exc.name}): {INSTALL_HINT}",
+            permanent=True,
+            public=UNAVAILABLE,
         ) from exc
 
     target.mkdir(parents=True, exist_ok=True)
@@ -56,6 +60,7 @@ def ensure_model_dir(target: Path) -> Path:
         raise TranscriptionError(
             f"The joined Whisper model has SHA-256 {digest.hexdigest()}, expected {MODEL_SHA256}",
             permanent=True,
+            public=UNAVAILABLE,
         )
     for extra in extras:
         with (
@@ -81,13 +86,14 @@ class LocalWhisperTranscriber:
                 from faster_whisper import WhisperModel
             except ImportError as exc:
                 raise TranscriptionError(
-                    f"faster-whisper is not installed: {INSTALL_HINT}", permanent=True
+                    f"faster-whisper is not installed: {INSTALL_HINT}",
+                    permanent=True,
+                    public=UNAVAILABLE,
                 ) from exc
-            model_dir = ensure_model_dir(Path(settings.WHISPER_MODEL_DIR))
             self._model = WhisperModel(
-                str(model_dir),
-                device="cpu",
-                compute_type="int8",
+                str(model_path()),
+                device=settings.WHISPER_DEVICE,
+                compute_type=settings.WHISPER_COMPUTE_TYPE,
                 cpu_threads=settings.WHISPER_CPU_THREADS,
             )
         return self._model
@@ -97,24 +103,78 @@ class LocalWhisperTranscriber:
         audio: bytes,
         *,
         language: str | None,
+        prompt: str = "",
         content_type: str = "audio/webm",
         filename: str = "answer.webm",
     ) -> Transcript:
         import av
 
         model = self._load_model()
+        options = {}
+        if prompt:
+            options["initial_prompt"] = prompt
+            if settings.WHISPER_HOTWORDS:
+                options["hotwords"] = prompt
         try:
             segments, info = model.transcribe(
-                io.BytesIO(audio), language=language or None, beam_size=settings.WHISPER_BEAM_SIZE
+                io.BytesIO(audio),
+                language=language or None,
+                beam_size=settings.WHISPER_BEAM_SIZE,
+                repetition_penalty=settings.WHISPER_REPETITION_PENALTY,
+                word_timestamps=True,
+                # Silero VAD drops silence and noise before Whisper sees them: Whisper
+                # otherwise "hears" a stock sentence ("You", "Thank you.") in them.
+                vad_filter=settings.WHISPER_VAD,
+                **options,
             )
-            # Segments are decoded lazily: decoding errors surface while joining them.
-            text = " ".join(segment.text.strip() for segment in segments).strip()
+            # Segments are decoded lazily: decoding errors surface while reading them.
+            segments = list(segments)
         except (av.error.FFmpegError, IndexError, ValueError) as exc:
             raise TranscriptionError(
-                f"The audio could not be decoded: {exc}", permanent=True
+                f"The audio could not be decoded: {exc}",
+                permanent=True,
+                public="The audio could not be decoded; record the answer again.",
             ) from exc
         if not info.duration:
             raise TranscriptionError(
-                "The recording holds no audio (empty or truncated).", permanent=True
+                "The recording holds no audio (empty or truncated).",
+                permanent=True,
+                public="The recording holds no audio; record the answer again.",
             )
-        return Transcript(text=text, language=info.language or language or "")
+        text = " ".join(segment.text.strip() for segment in segments).strip()
+        words = [
+            Word(
+                word=word.word.strip(),
+                start=round(float(word.start), 2),
+                end=round(float(word.end), 2),
+                probability=round(float(word.probability), 3),
+            )
+            for segment in segments
+            for word in segment.words or ()
+            if word.word.strip()
+        ]
+        return Transcript(
+            text=text,
+            # Nothing heard, nothing detected: Whisper's guess on silence means nothing.
+            language=(info.language if text else "") or language or "",
+            words=words,
+            audio_seconds=round(float(info.duration), 2),
+        )
+
+
+def model_path() -> Path:
+    """Return the CTranslate2 model to load: WHISPER_MODEL's folder, or the shipped base model.
+
+    A folder named by WHISPER_MODEL is only read, never written: it is the operator's.
+    """
+    if settings.WHISPER_MODEL == "base":
+        return ensure_model_dir(Path(settings.WHISPER_MODEL_DIR))
+    path = Path(settings.WHISPER_MODEL)
+    missing = [name for name in ("model.bin", "config.json") if not (path / name).is_file()]
+    if missing:
+        raise TranscriptionError(
+            f"WHISPER_MODEL={settings.WHISPER_MODEL} is not a CTranslate2 Whisper model folder "
+            f"(missing {', '.join(missing)}); set it to 'base' for the shipped model.",
+            permanent=True,
+        )
+    return path

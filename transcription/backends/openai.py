@@ -1,46 +1,19 @@
 """Transcribe answers with the OpenAI audio API (``TRANSCRIBER=openai``)."""
 
+import langcodes
 import openai
 from django.conf import settings
 
 from interview_site.openai_client import api_message, openai_client
-from transcription.backends import Transcript, TranscriptionError
+from transcription.backends import Transcript, TranscriptionError, Word
 
-# Whisper's verbose_json names the detected language ("english"); answers store ISO-639-1.
-LANGUAGE_CODES = {
-    "arabic": "ar",
-    "chinese": "zh",
-    "czech": "cs",
-    "danish": "da",
-    "dutch": "nl",
-    "english": "en",
-    "finnish": "fi",
-    "french": "fr",
-    "german": "de",
-    "greek": "el",
-    "hebrew": "he",
-    "hindi": "hi",
-    "hungarian": "hu",
-    "indonesian": "id",
-    "italian": "it",
-    "japanese": "ja",
-    "korean": "ko",
-    "norwegian": "no",
-    "persian": "fa",
-    "polish": "pl",
-    "portuguese": "pt",
-    "romanian": "ro",
-    "russian": "ru",
-    "spanish": "es",
-    "swedish": "sv",
-    "thai": "th",
-    "turkish": "tr",
-    "ukrainian": "uk",
-    "vietnamese": "vi",
-}
+# Models that answer only `json` or `text`: they reject `verbose_json` (and with it word
+# timestamps) with a 400. Dated snapshots (gpt-4o-mini-transcribe-2025-03-20) share the prefix.
+JSON_ONLY_MODEL_PREFIXES = ("gpt-4o-transcribe", "gpt-4o-mini-transcribe")
 
 # The statuses the SDK itself would retry: worth another attempt by the job.
 TRANSIENT_STATUSES = {408, 409, 429}
+UNAVAILABLE = "Transcription is not available on this server right now; staff have been told."
 
 
 class OpenAITranscriber:
@@ -51,6 +24,7 @@ class OpenAITranscriber:
         audio: bytes,
         *,
         language: str | None,
+        prompt: str = "",
         content_type: str = "audio/webm",
         filename: str = "answer.webm",
     ) -> Transcript:
@@ -58,15 +32,22 @@ class OpenAITranscriber:
         client = openai_client()
         if client is None:
             raise TranscriptionError(
-                "OPENAI_API_KEY is not set, so the OpenAI transcriber cannot run.", permanent=True
+                "OPENAI_API_KEY is not set, so the OpenAI transcriber cannot run.",
+                permanent=True,
+                public=UNAVAILABLE,
             )
+        model = settings.OPENAI_TRANSCRIPTION_MODEL
         options = {"language": language} if language else {}
+        if prompt:
+            options["prompt"] = prompt
+        if verbose_json_supported(model):
+            options["response_format"] = "verbose_json"
+            options["timestamp_granularities"] = ["word", "segment"]
+        else:
+            options["response_format"] = "json"
         try:
             response = client.audio.transcriptions.create(
-                model=settings.OPENAI_TRANSCRIPTION_MODEL,
-                file=(filename, audio, content_type),
-                response_format="verbose_json",
-                **options,
+                model=model, file=(filename, audio, content_type), **options
             )
         except openai.APIStatusError as error:
             transient = error.status_code in TRANSIENT_STATUSES or error.status_code >= 500
@@ -76,7 +57,9 @@ class OpenAITranscriber:
             ) from error
         except openai.APIConnectionError as error:  # APITimeoutError is a subclass.
             raise TranscriptionError(
-                f"OpenAI transcription could not reach the API: {error.message}", permanent=False
+                f"OpenAI transcription could not reach the API: {error.message}",
+                permanent=False,
+                public="The transcription service could not be reached; it will be tried again.",
             ) from error
         except openai.OpenAIError as error:
             raise TranscriptionError(f"OpenAI transcription failed: {error}") from error
@@ -85,12 +68,43 @@ class OpenAITranscriber:
         if not isinstance(text, str):
             raise TranscriptionError("OpenAI transcription response had no text.")
         detected = getattr(response, "language", None)
-        return Transcript(text=text.strip(), language=language_code(detected) or language or "")
+        duration = getattr(response, "duration", None)
+        return Transcript(
+            text=text.strip(),
+            # json answers carry no language: the session's, when it named one.
+            language=language_code(detected) or language or "",
+            words=[
+                Word(
+                    word=word.word.strip(),
+                    start=round(word.start, 2),
+                    end=round(word.end, 2),
+                    probability=None,  # The API gives timings, not confidences.
+                )
+                for word in getattr(response, "words", None) or ()
+                if word.word.strip()
+            ],
+            audio_seconds=round(duration, 2) if isinstance(duration, int | float) else None,
+        )
+
+
+def verbose_json_supported(model: str) -> bool:
+    """Whether ``model`` answers ``verbose_json`` (whisper-1 and Whisper-compatible servers)."""
+    return not model.startswith(JSON_ONLY_MODEL_PREFIXES)
 
 
 def language_code(name: str | None) -> str:
-    """Return the ISO-639-1 code for a language the API reported, or "" if unknown."""
-    name = (name or "").strip().lower()
-    if len(name) == 2 and name.isalpha():
-        return name
-    return LANGUAGE_CODES.get(name, "")
+    """Return the code for a language the API reported ("english", "haitian creole"...).
+
+    Whisper's verbose_json names the language in English; langcodes knows every one of the
+    names Whisper can detect. Returns "" for a name it does not know.
+    """
+    name = (name or "").strip()
+    if not name:
+        return ""
+    try:
+        found = langcodes.get(name) if len(name) in (2, 3) and name.isalpha() else None
+        if found is None or not found.is_valid():
+            found = langcodes.find(name)
+    except (LookupError, ValueError):
+        return ""
+    return found.language or ""

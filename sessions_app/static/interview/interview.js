@@ -401,6 +401,59 @@
     return node;
   }
 
+  // The transcript, word by word, with the words the recogniser was unsure of marked.
+  function transcriptBlock(entry) {
+    const block = element("blockquote", "transcript");
+    const unsure = new Map(
+      (entry.delivery ? entry.delivery.low_confidence_words : []).map((w) => [w.index, w]),
+    );
+    if (!entry.words || !entry.words.length || !unsure.size) {
+      block.textContent = entry.transcript || "(no speech)";
+      return block;
+    }
+    entry.words.forEach((word, index) => {
+      if (index) block.append(" ");
+      const low = unsure.get(index);
+      if (low) {
+        const mark = element("mark", "unsure", word.word);
+        mark.title = `Heard with ${Math.round(low.probability * 100)}% confidence`;
+        block.append(mark);
+      } else {
+        block.append(word.word);
+      }
+    });
+    return block;
+  }
+
+  // How the answer was delivered: reported beside the score, never part of it.
+  function deliveryBlock(delivery) {
+    const section = element("section", "delivery");
+    section.append(element("h4", "", "How you said it (not part of the score)"));
+    const facts = element("dl", "delivery-facts");
+    const [low, high] = delivery.comfortable_wpm;
+    const pace =
+      delivery.words_per_minute === null
+        ? "too short to tell"
+        : `${delivery.words_per_minute} words/min: ${delivery.pace} (aim for ${low}-${high})`;
+    const fillers = Object.entries(delivery.fillers.counts)
+      .map(([word, count]) => `${word} ×${count}`)
+      .join(", ");
+    for (const [term, value] of [
+      ["Speaking time", `${delivery.speaking_seconds} s`],
+      ["Pace", pace],
+      ["Pauses over 2 s", String(delivery.long_pauses.length)],
+      ["Filler words", fillers || "none heard"],
+      ["Unsure words", String(delivery.low_confidence_words.length)],
+    ]) {
+      facts.append(element("dt", "", term), element("dd", "", value));
+    }
+    section.append(facts);
+    const notes = element("ul", "delivery-notes");
+    notes.append(...delivery.notes.map((note) => element("li", "", note)));
+    section.append(notes);
+    return section;
+  }
+
   function showResults(result) {
     finished = true;
     finishing = false;
@@ -440,7 +493,8 @@
           item.append(element("p", "muted score-error", entry.score_error));
         }
         item.append(element("h4", "", "Your answer"));
-        item.append(element("blockquote", "transcript", entry.transcript || "(no speech)"));
+        item.append(transcriptBlock(entry));
+        if (entry.delivery) item.append(deliveryBlock(entry.delivery));
         if (entry.feedback.length) {
           item.append(element("h4", "", "Feedback"));
           const list = element("ul", "feedback");
