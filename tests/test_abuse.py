@@ -466,12 +466,12 @@ def test_health_answers_fast_during_a_mongodb_outage_and_shows_no_counts_to_the_
     assert slowest < 1.5, [took for _, took in results]
     for response, _ in results:
         assert response.status_code == 503
-        assert response.json() == {
-            "database": "ok",
-            "mongodb": "unavailable",
-            "cluster": (response.json()["cluster"]),
-        }
-        assert response.json()["cluster"] in {"ok", "unavailable"}
+        body = response.json()
+        # Only a word per part: no counts, no hosts, no exception text.
+        assert set(body) == {"status", "database", "mongodb", "cluster"}
+        assert body["database"] == "ok"
+        assert body["mongodb"] == "unavailable"
+        assert set(body.values()) <= {"ok", "unavailable", "degraded"}
         assert "queue" not in response.text
         assert "workers" not in response.text
     print(f"MongoDB down: 20 health probes, slowest {slowest:.3f} s; API call {api_took:.3f} s")
@@ -812,5 +812,5 @@ def test_session_creation_is_throttled_per_user(start_stack, questions):
         f"{stack.url}/api/sessions", headers={"Authorization": f"Token {token}"}, timeout=30
     )
     assert listed.status_code == 200  # reading is never throttled
-    assert len(listed.json()) == 3
+    assert listed.json()["count"] == 3
     cache.clear()

@@ -58,6 +58,7 @@ def test_health_counts_the_running_cluster_and_its_workers(mongo_uri, tmp_path, 
         )
         # The public sees only that the cluster is up, no counts.
         assert Client().get("/api/health").json() == {
+            "status": "ok",
             "database": "ok",
             "mongodb": "ok",
             "cluster": "ok",
