@@ -13,11 +13,12 @@ MONGO_PORT ?= 27018
 # Local development and tests run with DEBUG on; production settings need DJANGO_SECRET_KEY.
 export DJANGO_DEBUG ?= 1
 
-# Debian packages the tests use (speech, audio conversion, the browser), by the command each
-# provides; `make test` installs the missing ones.
-TEST_PACKAGES ?= espeak-ng ffmpeg chromium
+# Debian packages the tests use (speech, audio conversion, the browser, promtool to check the
+# alert rules, a test TLS certificate), by the command each provides (command:package where
+# the names differ); `make test` installs the missing ones.
+TEST_PACKAGES ?= espeak-ng ffmpeg chromium promtool:prometheus openssl
 
-.PHONY: install setup run test lint bench system-packages
+.PHONY: install setup run test lint bench system-packages fuzz
 
 $(BIN)/.installed: requirements.txt requirements-local.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.13 is needed (python3.13 on PATH or under pyenv)"; exit 1; }
@@ -37,14 +38,18 @@ setup: install
 
 run: export MONGODB_URI ?= mongodb://127.0.0.1:$(MONGO_PORT)/?directConnection=true
 run: export WEB_PORT := $(WEB_PORT)
+# One Prometheus directory for gunicorn and qcluster, emptied before they start: /metrics then
+# shows the jobs' counters too. Stale files of an earlier run would add old values in.
+run: export PROMETHEUS_MULTIPROC_DIR := $(abspath var/prometheus)
 run: setup
+	rm -rf "$(PROMETHEUS_MULTIPROC_DIR)" && mkdir -p "$(PROMETHEUS_MULTIPROC_DIR)"
 	@echo "Starting the embedded MongoDB, qcluster and gunicorn; Ctrl-C stops them all."
 	@echo "Serving on http://127.0.0.1:$(WEB_PORT)/ (API under /api/, admin under /admin/)"
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho --procfile Procfile.dev start
 
 system-packages:
-	@missing=""; for package in $(TEST_PACKAGES); do \
-		command -v $$package >/dev/null || missing="$$missing $$package"; done; \
+	@missing=""; for entry in $(TEST_PACKAGES); do \
+		command -v $${entry%%:*} >/dev/null || missing="$$missing $${entry#*:}"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then sudo=""; \
 	elif sudo -n true 2>/dev/null; then sudo="sudo"; \
@@ -55,6 +60,10 @@ system-packages:
 
 test: install system-packages
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Schemathesis against a real gunicorn, every operation of /api/schema/ (part of `make test`).
+fuzz: install
+	$(BIN)/pytest tests/test_api_fuzz.py
 
 lint: install
 	$(BIN)/ruff check .

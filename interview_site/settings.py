@@ -1,10 +1,12 @@
 """Settings for the interview-practice backend: every value comes from the environment."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -79,8 +81,8 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
 
-# A platform's health check calls from inside its network, over plain HTTP.
-SECURE_REDIRECT_EXEMPT = [r"^api/health/?$"]
+# A platform's health check and the metrics scraper call from inside its network, over HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^api/health/?$", r"^api/health/(live|ready)/?$", r"^metrics/?$"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -92,14 +94,26 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "corsheaders",
+    "axes",
     # Before django_q: its qcluster command extends django-q2's with a graceful stop.
     "transcription",
     "django_q",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "sessions_app",
+    "monitoring",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
+    # First: the request's time includes every other middleware's (neither reads the body).
+    "monitoring.middleware.MetricsMiddleware",
+    "monitoring.logs.RequestIdMiddleware",
+    # Then, before anything (CSRF, the multipart parser, a view) reads or spools a byte of
+    # it, a body over the limit is refused from its declared length.
+    "interview_site.middleware.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -108,7 +122,24 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a login refused by django-axes into its lockout response (429).
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Pages load only the project's own scripts, styles and images: no inline script, no
+# third-party origin, no framing (Django's built-in CSP support).
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "media-src": [CSP.SELF, "blob:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
 
 ROOT_URLCONF = "interview_site.urls"
 WSGI_APPLICATION = "interview_site.wsgi.application"
@@ -146,9 +177,41 @@ STORAGES = {
     },
 }
 
+# --- Logins ---------------------------------------------------------------
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "interview-start"
 LOGOUT_REDIRECT_URL = "login"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# django-axes counts failed logins in the database (so the count holds across processes)
+# on every path that authenticates a password: the API token, the login page, the admin.
+# A username, and separately a client address, is locked out after LOGIN_FAILURE_LIMIT
+# failures for LOGIN_LOCKOUT_SECONDS; attempts during a lockout are refused and not counted,
+# so the lockout ends on time for the real owner.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("LOGIN_LOCKOUT_SECONDS", 15 * 60))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True
+AXES_COOLOFF_MESSAGE = "Too many failed logins: try again in a few minutes."
+# The client address is the socket's peer (REMOTE_ADDR), never a header a client can forge.
+# Behind a PaaS router set TRUSTED_PROXY_COUNT to the number of proxies that append to
+# X-Forwarded-For.
+if env_int("TRUSTED_PROXY_COUNT", 0):
+    AXES_IPWARE_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+    AXES_IPWARE_PROXY_ORDER = "right-most"
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
 
 # --- Database -------------------------------------------------------------
 
@@ -179,13 +242,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        # Django's own backends, counting gets, hits and misses (monitoring/cache.py).
+        "default": {"BACKEND": "monitoring.cache.RedisCache", "LOCATION": REDIS_URL}
     }
 else:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "BACKEND": "monitoring.cache.DatabaseCache",
             "LOCATION": "django_cache",
+            # Rate-limit slots are rows here: culling live ones would forget counts.
+            "OPTIONS": {"MAX_ENTRIES": env_int("DATABASE_CACHE_MAX_ENTRIES", 100_000)},
         }
     }
 
@@ -195,6 +261,13 @@ EMBEDDED_MONGODB_URI = "mongodb://127.0.0.1:27018/?directConnection=true"
 MONGODB_URI = os.environ.get("MONGODB_URI") or EMBEDDED_MONGODB_URI
 MONGODB_DB = os.environ.get("MONGODB_DB") or "interview_practice"
 MONGODB_TIMEOUT_MS = env_int("MONGODB_TIMEOUT_MS", 5000)
+# Health pings MongoDB with this much shorter timeout, and reuses its report for
+# HEALTH_CACHE_SECONDS, so probes during an outage answer within a second and never queue.
+HEALTH_TIMEOUT_MS = env_int("HEALTH_TIMEOUT_MS", 500)
+HEALTH_CACHE_SECONDS = env_int("HEALTH_CACHE_SECONDS", 5)
+# Sent as "Authorization: Bearer <token>", it shows the queue counts to a monitor (as staff
+# see them); empty: only staff see them.
+HEALTH_MONITORING_TOKEN = os.environ.get("HEALTH_MONITORING_TOKEN", "")
 # Audio of answers that are not being transcribed is deleted after this many hours.
 AUDIO_RETENTION_HOURS = env_int("AUDIO_RETENTION_HOURS", 24)
 EMBEDDED_MONGODB_PATH = Path(os.environ.get("EMBEDDED_MONGODB_PATH") or VAR_DIR / "mongo.sqlite3")
@@ -217,6 +290,10 @@ TRANSCRIPTION_PROMPT = env_bool("TRANSCRIPTION_PROMPT", True)
 # Uploads: the Whisper API's own limit, and the longest answer worth transcribing.
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 25 * 1024 * 1024)
 MAX_ANSWER_SECONDS = env_int("MAX_ANSWER_SECONDS", 600)
+# Any request body: refused from its Content-Length (413) before anything reads it.
+MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", MAX_UPLOAD_BYTES + 64 * 1024)
+# Transcriptions one user may have queued or processing at once (429 beyond).
+MAX_PENDING_PER_USER = env_int("MAX_PENDING_PER_USER", 10)
 
 # A failed attempt that may succeed later (API overloaded, MongoDB unreachable) is retried
 # after RETRY_BASE * 2^(attempt-1) seconds, with jitter, until MAX_ATTEMPTS, then failed.
@@ -278,7 +355,37 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "sessions_app.api.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"uploads": os.environ.get("UPLOAD_RATE_LIMIT") or "60/minute"},
+    # Counted atomically in the shared cache (sessions_app/throttling.py).
+    "DEFAULT_THROTTLE_RATES": {
+        "uploads": os.environ.get("UPLOAD_RATE_LIMIT") or "60/minute",
+        "sessions": os.environ.get("SESSION_RATE_LIMIT") or "30/hour",
+    },
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI document at /api/schema/ and its Swagger UI at /api/docs/, whose JavaScript and
+# CSS are served from our static files (the sidecar), never from a CDN.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Interview practice API",
+    "DESCRIPTION": (
+        "Record spoken answers to interview questions, follow their transcription, and get "
+        'them scored. Every error has one shape: `{"error": {"code", "message", '
+        '"fields", "field_codes"}}`.'
+    ),
+    "VERSION": "1.0.0",
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "TranscriptionStatusEnum": "transcription.models.Transcription.Status",
+        "SessionStatusEnum": "sessions_app.models.InterviewSession.Status",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "sessions_app.schema.add_common_errors",
+    ],
 }
 
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
@@ -286,13 +393,73 @@ CORS_URLS_REGEX = r"^/api/.*$"
 
 # Uploads above this are streamed to a temporary file by Django, never held in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+FILE_UPLOAD_TEMP_DIR = os.environ.get("FILE_UPLOAD_TEMP_DIR") or None
+
+# --- Monitoring -----------------------------------------------------------
+
+# GET /metrics: with METRICS_TOKEN, a scraper sends "Authorization: Bearer <token>"; addresses
+# in METRICS_ALLOWED_IPS (addresses or networks, the connecting peer's REMOTE_ADDR) need none.
+# With neither set, /metrics answers only in DEBUG.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
+# Readiness (/api/health/ready) fails when the oldest queued answer has waited this long.
+QUEUE_STALL_SECONDS = env_int("QUEUE_STALL_SECONDS", 300)
+
+# Error tracking: unset, nothing is sent anywhere.
+SENTRY_DSN = os.environ.get("SENTRY_DSN", "")
+SENTRY_ENVIRONMENT = os.environ.get("SENTRY_ENVIRONMENT") or (
+    "development" if DEBUG else "production"
+)
+if SENTRY_DSN:
+    # Here, so that web and qcluster processes both report (each loads these settings).
+    from monitoring.errors import sentry_init
+
+    sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT)
+
+# --- Privacy --------------------------------------------------------------
+
+# Sessions (answers, transcripts, scores, their audio and webhook deliveries) older than this
+# many days are deleted by an hourly job; 0 or unset keeps them until the candidate deletes them.
+TRANSCRIPT_RETENTION_DAYS = env_int("TRANSCRIPT_RETENTION_DAYS", 0)
+
+# --- Webhooks -------------------------------------------------------------
+
+# Production sends only to https URLs whose host resolves to public addresses (no SSRF into
+# the platform's own networks); development and tests also reach local receivers.
+WEBHOOK_REQUIRE_HTTPS = env_bool("WEBHOOK_REQUIRE_HTTPS", not DEBUG)
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", DEBUG)
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10)
+# A failed attempt (timeout, 408, 429, 5xx) is retried after BASE * 2^(attempt-1) seconds,
+# ±25% jitter, for up to RETRY_FOR seconds after the event; other 4xx are never retried.
+WEBHOOK_RETRY_BASE_SECONDS = env_float("WEBHOOK_RETRY_BASE_SECONDS", 5)
+WEBHOOK_RETRY_FOR_SECONDS = env_int("WEBHOOK_RETRY_FOR_SECONDS", 24 * 3600)
+# Waits up to this long happen in the worker; longer ones go through the scheduler.
+WEBHOOK_RETRY_IN_WORKER_SECONDS = env_float("WEBHOOK_RETRY_IN_WORKER_SECONDS", 5)
+# A due delivery untouched for this long is enqueued again by the reconciler.
+WEBHOOK_RECONCILE_GRACE_SECONDS = env_int("WEBHOOK_RECONCILE_GRACE_SECONDS", 30)
+# An attempt still unfinished this long after its timeouts lost its worker: sent again.
+WEBHOOK_CLAIM_MARGIN_SECONDS = env_int("WEBHOOK_CLAIM_MARGIN_SECONDS", 30)
 
 # --- Logging --------------------------------------------------------------
 
+LOG_FORMAT = os.environ.get("LOG_FORMAT") or "plain"
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Every line carries the request id: the request's, or in a job the upload's that queued it.
+    "filters": {"request_id": {"()": "monitoring.logs.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "monitoring.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }

@@ -155,6 +155,7 @@ class AnswerAdmin(TranscriptionFieldsMixin, admin.ModelAdmin):
             return "No task recorded for this answer."
         return format_html_join(" · ", '<a href="{}">{}</a>', found)
 
+    # Only staff who may change answers see the action, and Django refuses it to the others.
     @admin.action(description="Re-queue selected transcriptions", permissions=["change"])
     def requeue_transcriptions(self, request, queryset):
         requeued, refused = 0, []

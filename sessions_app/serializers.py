@@ -1,22 +1,36 @@
+import logging
+
 from django.conf import settings
 from rest_framework import exceptions, serializers, status
 
 from transcription import audio
+from transcription.backends import engine_languages
 
 from .delivery import delivery_feedback
 from .models import Answer, InterviewSession, Question
+
+logger = logging.getLogger(__name__)
 
 
 class SessionCreateSerializer(serializers.Serializer):
     role = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     language = serializers.RegexField(
-        r"^[a-z]{2,3}$",
+        r"^(?:[a-z]{2,3})?$",
         required=False,
         allow_blank=True,
         default="",
         error_messages={"invalid": "Use a two-letter language code such as 'en', or leave empty."},
     )
     question_count = serializers.IntegerField(min_value=1, required=False, default=5)
+
+    def validate_language(self, value):
+        # A code the engine rejects would fail every answer of the session later.
+        if value and value not in engine_languages():
+            raise serializers.ValidationError(
+                f"'{value}' is not a language the transcription engine knows; "
+                "use a code such as 'en' or 'fr', or leave empty to detect it."
+            )
+        return value
 
     def validate_question_count(self, value):
         available = Question.objects.count()
@@ -70,13 +84,21 @@ class AnswerUploadSerializer(serializers.Serializer):
         upload.seek(0)
         if container is None:
             raise UnsupportedAudio()
-        seconds = audio.duration_seconds(upload)
-        if seconds is not None and seconds > settings.MAX_ANSWER_SECONDS:
+        try:
+            length = audio.decoded_length(upload, limit_seconds=settings.MAX_ANSWER_SECONDS)
+        except audio.UnreadableAudio as exc:
+            raise serializers.ValidationError({"audio": [str(exc)]}, code="unreadable") from None
+        if length.over_limit:
+            logger.info(
+                "Upload refused: decoding stopped at %.3f s of audio, over the %s s limit",
+                length.seconds,
+                settings.MAX_ANSWER_SECONDS,
+            )
             raise serializers.ValidationError(
                 {
                     "audio": [
-                        f"The answer is {seconds:.0f} seconds long; "
-                        f"the limit is {settings.MAX_ANSWER_SECONDS} seconds."
+                        f"The answer is longer than the {settings.MAX_ANSWER_SECONDS} second "
+                        "limit; record a shorter one."
                     ]
                 },
                 code="too_long",
@@ -85,13 +107,17 @@ class AnswerUploadSerializer(serializers.Serializer):
 
 
 class AnswerStatusSerializer(serializers.ModelSerializer):
-    status = serializers.CharField(source="transcription.status")
+    status = serializers.ChoiceField(source="transcription.status", choices=Answer.Status.choices)
     transcript = serializers.CharField(source="transcription.transcript")
     error = serializers.CharField(source="transcription.error")
-    transcribed_at = serializers.DateTimeField(source="transcription.transcribed_at")
+    transcribed_at = serializers.DateTimeField(
+        source="transcription.transcribed_at", allow_null=True
+    )
     language = serializers.CharField(source="transcription.language")
     attempts = serializers.IntegerField(source="transcription.attempts")
-    next_attempt_at = serializers.DateTimeField(source="transcription.next_attempt_at")
+    next_attempt_at = serializers.DateTimeField(
+        source="transcription.next_attempt_at", allow_null=True
+    )
     # Each {"word", "start", "end", "probability"}: seconds, and the engine's confidence
     # (null from engines that give none). Empty until completed.
     words = serializers.JSONField(source="transcription.words")
@@ -134,3 +160,88 @@ class AnswerResultSerializer(AnswerStatusSerializer):
             "words",
             "delivery",
         ]
+
+
+# --- Response shapes, for the OpenAPI document -----------------------------------------
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable, machine-readable reason, e.g. `too_large`.")
+    message = serializers.CharField(help_text="What went wrong, for a person.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Validation errors only: the messages for each invalid field.",
+    )
+    field_codes = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Validation errors only: the code of each message in `fields`, in order "
+        "(`required`, `too_long`, `max_value`, ...).",
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The one shape of every API error."""
+
+    error = ErrorBodySerializer()
+
+
+class UploadAcceptedSerializer(serializers.Serializer):
+    status = serializers.CharField(help_text='Always "processing": the upload was accepted.')
+    message = serializers.CharField()
+    file_id = serializers.CharField(
+        allow_null=True, help_text="The stored audio's id; null once the audio is deleted."
+    )
+    transcription_status = serializers.CharField()
+    status_url = serializers.URLField(help_text="Poll this URL for the transcript.")
+
+
+class NotUploadedSerializer(serializers.Serializer):
+    question_id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["not_uploaded"])
+
+
+class SessionStatusSummarySerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    not_uploaded = serializers.IntegerField()
+    queued = serializers.IntegerField()
+    processing = serializers.IntegerField()
+    completed = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class SessionStatusSerializer(serializers.Serializer):
+    session_id = serializers.IntegerField()
+    summary = SessionStatusSummarySerializer()
+    questions = serializers.ListField(
+        help_text="Each question in order: its answer's status, or `not_uploaded`."
+    )
+
+
+class AnalysisPendingSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["transcription_pending"])
+    message = serializers.CharField()
+    pending_count = serializers.IntegerField()
+    processing_count = serializers.IntegerField()
+    retry_after = serializers.IntegerField(help_text="Seconds; also in the Retry-After header.")
+
+
+class AnalysisSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["success"])
+    final_score = serializers.FloatField(allow_null=True)
+    scored_count = serializers.IntegerField()
+    unscored_count = serializers.IntegerField()
+    failed_count = serializers.IntegerField()
+    answers = AnswerResultSerializer(many=True)
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField()
+
+
+class HealthSerializer(serializers.Serializer):
+    database = serializers.CharField()
+    mongodb = serializers.CharField()
+    queue = serializers.DictField(child=serializers.IntegerField(), allow_null=True)
+    cluster = serializers.JSONField(allow_null=True)

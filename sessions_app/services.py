@@ -5,8 +5,12 @@ import logging
 import random
 import statistics
 from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
@@ -14,6 +18,7 @@ from transcription import storage
 from transcription.models import Transcription
 from transcription.services import audio_discard, transcription_create, transcription_delete
 
+from . import signals
 from .models import Answer, InterviewSession, Question, SessionQuestion
 from .prompt import transcription_prompt
 from .scoring import ScoringError, get_scorer
@@ -69,6 +74,7 @@ def answer_submit(
 
     A re-recording replaces the earlier one, whatever state its transcription was in.
     """
+    pending_cap_check(session=session, question=question)  # before storing anything
     metadata = {"session_id": session.pk, "question_id": question.pk, "user_id": session.user_id}
     file_id = storage.store_audio(audio, metadata=metadata, content_type=content_type)
     try:
@@ -85,11 +91,30 @@ def answer_submit(
         raise
 
 
+class TooManyPending(Exception):
+    """The user already has MAX_PENDING_PER_USER transcriptions queued or processing."""
+
+
+def pending_cap_check(*, session: InterviewSession, question: Question) -> None:
+    """Raise TooManyPending if one more recording would exceed the user's cap.
+
+    A re-recording replaces its question's transcription, so that one does not count.
+    """
+    pending = Transcription.objects.pending().filter(metadata__user_id=session.user_id)
+    replaced = Answer.objects.filter(session=session, question=question).values("transcription")
+    if pending.exclude(pk__in=replaced).count() >= settings.MAX_PENDING_PER_USER:
+        raise TooManyPending
+
+
 @transaction.atomic
 def _answer_record(*, session, question, file_id: str, content_type: str, metadata: dict) -> Answer:
     # The session's row lock serializes its uploads and its analysis: two first uploads for
     # one question cannot both insert, and analyze sees every answer that committed.
     session = InterviewSession.objects.select_for_update().get(pk=session.pk)
+    # The user's row lock serializes their uploads across sessions: the cap then holds
+    # exactly, however many uploads arrive together.
+    list(get_user_model().objects.select_for_update().filter(pk=session.user_id).values("pk"))
+    pending_cap_check(session=session, question=question)
     transcription = transcription_create(
         file_id=file_id,
         content_type=content_type,
@@ -213,4 +238,47 @@ def session_analyze(*, session: InterviewSession) -> Analysis:
             final_score=final_score,
             analyzed_at=timezone.now(),
         )
+        transaction.on_commit(partial(_announce, signals.session_analyzed, session_id=session.pk))
     return Analysis(pending_count=0, processing_count=0, answers=answers, final_score=final_score)
+
+
+def _announce(signal, **change) -> None:
+    for receiver, error in signal.send_robust(sender=InterviewSession, **change):
+        if error is not None:
+            logger.error(
+                "A listener of %s failed: %s: %s", signal, receiver, change, exc_info=error
+            )
+
+
+@transaction.atomic
+def session_delete(*, session: InterviewSession) -> None:
+    """Delete a session, its answers and their transcriptions; their audio once that commits.
+
+    A transcription job still queued finds nothing when it runs, and does nothing.
+    """
+    # The lock every upload takes: no recording can slip in while the session goes.
+    InterviewSession.objects.select_for_update().filter(pk=session.pk).first()
+    transcriptions = [
+        answer.transcription for answer in session.answers.select_related("transcription")
+    ]
+    user_id, session_id = session.user_id, session.pk
+    session.delete()  # its answers and question list go with it
+    for transcription in transcriptions:
+        transcription_delete(transcription=transcription)
+    transaction.on_commit(
+        partial(_announce, signals.session_deleted, session_id=session_id, user_id=user_id)
+    )
+
+
+def sessions_expire(*, days: int | None = None) -> int:
+    """Delete the sessions created more than ``days`` (TRANSCRIPT_RETENTION_DAYS) ago."""
+    days = settings.TRANSCRIPT_RETENTION_DAYS if days is None else days
+    if not days:
+        return 0
+    cutoff = timezone.now() - timedelta(days=days)
+    expired = list(InterviewSession.objects.filter(created_at__lt=cutoff))
+    for session in expired:
+        session_delete(session=session)
+    if expired:
+        logger.info("Deleted %s sessions older than %s days", len(expired), days)
+    return len(expired)

@@ -1,5 +1,5 @@
 from django.urls import path, re_path
-from rest_framework.authtoken.views import obtain_auth_token
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from . import api
 
@@ -7,7 +7,9 @@ ID = r"(?P<{}>[0-9]{{1,18}})"  # bounded, so a huge number is a 404 and not a da
 SESSION, QUESTION = ID.format("session_id"), ID.format("question_id")
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("auth/token/", api.TokenApi.as_view(), name="api-token"),
     re_path(r"^health/?$", api.HealthApi.as_view(), name="health"),
     re_path(r"^sessions/?$", api.SessionListCreateApi.as_view(), name="sessions"),
     re_path(rf"^sessions/{SESSION}/?$", api.SessionDetailApi.as_view(), name="session-detail"),

@@ -63,3 +63,15 @@ class BlockingTranscriber:
                 raise TranscriptionError("the test never released the engine")
             time.sleep(0.05)
         return Transcript(text=f"{release.read_text()} {len(audio)} bytes", language="en")
+
+
+class CrashingTranscriber:
+    """Fail the way a bug would: an unexpected exception, with the transcript in hand.
+
+    The transcript is $CRASHING_ENGINE_TRANSCRIPT, data from outside the code (as a real one
+    is), so a test can tell whether it left the process.
+    """
+
+    def transcribe(self, audio: bytes, *, language, content_type="", filename="") -> Transcript:
+        text = os.environ["CRASHING_ENGINE_TRANSCRIPT"]  # a local under a name no filter knows
+        raise RuntimeError(f"engine bug after producing {len(text)} characters")

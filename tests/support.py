@@ -42,10 +42,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def database_url() -> str:
     """Return a DATABASE_URL for the test database, for processes the tests start."""
     db = connection.settings_dict
-    if db["ENGINE"] == "django.db.backends.sqlite3":
+    if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
@@ -234,3 +239,45 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
             )
         previous = current
     return previous[-1] / len(ref)
+
+
+def start_gunicorn(tmp_path: Path, *, workers: int = 2, **env: str) -> tuple[str, Process]:
+    """Serve the app with real gunicorn workers on the test database; return (url, process)."""
+    import requests
+
+    port = free_port()
+    server = Process(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "interview_site.wsgi",
+            f"--workers={workers}",
+            f"--bind=127.0.0.1:{port}",
+            "--access-logfile=-",
+            # The worker's pid first, so a test can tell which worker served each request.
+            "--access-logformat=%(p)s %(s)s %(m)s %(U)s",
+        ],
+        log=tmp_path / "gunicorn.log",
+        env=process_env(DATABASE_URL=database_url(), **env),
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            # The first request loads the app in a fresh worker: slow on a busy machine.
+            requests.get(f"{url}/api/health/live", timeout=30)
+        except (requests.ConnectionError, requests.Timeout):
+            return False
+        return True
+
+    try:
+        wait_for(
+            lambda: server.output().count("Booting worker") >= workers or not server.alive(),
+            timeout=60,
+            what="gunicorn workers to boot",
+        )
+        wait_for(lambda: not server.alive() or answers(), what="gunicorn to answer")
+        assert server.alive(), server.output()
+    except BaseException:
+        server.stop()
+        raise
+    return url, server

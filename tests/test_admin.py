@@ -116,7 +116,7 @@ def test_answer_list_filters_by_status_and_searches_by_session(
     assert filtered.status_code == searched.status_code == session_page.status_code == 200
     assert set(filtered.context["cl"].result_list) == {kept, gone}
     assert len(searched.context["cl"].result_list) == 3
-    assert b"Engine rejected the audio" in session_page.content
+    assert b"This recording could not be transcribed" in session_page.content
     assert b"1 completed" in sessions.content
     assert b"2 failed" in sessions.content
 

@@ -109,7 +109,7 @@ def test_token_endpoint_returns_a_token_that_authenticates_requests(user, interv
     client.credentials(HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
     sessions = client.get("/api/sessions/")
     assert sessions.status_code == 200
-    assert [session["id"] for session in sessions.json()] == [interview.pk]
+    assert [session["id"] for session in sessions.json()["results"]] == [interview.pk]
 
 
 def test_token_endpoint_refuses_a_wrong_password_without_a_token(user):
@@ -153,7 +153,7 @@ def test_session_list_shows_only_the_callers_sessions(api_client, interview, oth
     response = api_client.get("/api/sessions/")
 
     assert response.status_code == 200
-    assert [session["id"] for session in response.json()] == [newer.pk, interview.pk]
+    assert [session["id"] for session in response.json()["results"]] == [newer.pk, interview.pk]
 
 
 def test_session_detail_shows_own_session_and_404_for_another_users(

@@ -147,14 +147,24 @@ def test_answers_upload_in_the_background_then_finish_shows_transcripts_and_scor
         expect(question_text).to_have_text(question.text)
         page.get_by_role("button", name="Record", exact=True).click()
         expect(chips.nth(index)).to_have_text(f"Q{index + 1} recording")
-        page.wait_for_function("document.getElementById('level').value > 0.05", polling=50)
-        page.wait_for_function(
-            """second => {
-                const [minutes, seconds] = document.getElementById("timer").textContent.split(":");
-                return 60 * Number(minutes) + Number(seconds) >= second;
-            }""",
-            arg=stop_at_second,
-            polling=50,
+        # Polled from here: the page's Content-Security-Policy forbids the eval that
+        # Playwright's wait_for_function would run inside it.
+        wait_for(
+            lambda: page.evaluate("document.getElementById('level').value") > 0.05,
+            what="the level meter to move",
+        )
+        wait_for(
+            lambda: (
+                page.evaluate(
+                    """() => {
+                    const timer = document.getElementById("timer").textContent;
+                    const [minutes, seconds] = timer.split(":");
+                    return 60 * Number(minutes) + Number(seconds);
+                }"""
+                )
+                >= stop_at_second
+            ),
+            what=f"the timer to reach {stop_at_second} s",
         )
         page.get_by_role("button", name="Stop", exact=True).click()
         expect(chips.nth(index)).to_have_text(f"Q{index + 1} recorded")

@@ -2,6 +2,7 @@
 
 import pytest
 from django.test import Client
+from model_bakery import baker
 
 from tests.support import EmbeddedMongo, start_qcluster, wait_for
 
@@ -14,7 +15,9 @@ def test_health_names_mongodb_when_its_server_stops_and_recovers_when_it_is_back
     mongo = EmbeddedMongo(tmp_path).start()
     settings.MONGODB_URI = mongo.uri
     settings.MONGODB_TIMEOUT_MS = 500
-    client = Client()  # no credentials: health is public
+    settings.HEALTH_CACHE_SECONDS = 0  # every probe checks again
+    settings.HEALTH_MONITORING_TOKEN = "monitor-secret"
+    client = Client(headers={"Authorization": "Bearer monitor-secret"})
     try:
         wait_for(lambda: client.get("/api/health").status_code == 200, what="MongoDB to answer")
         body = client.get("/api/health").json()
@@ -35,19 +38,30 @@ def test_health_names_mongodb_when_its_server_stops_and_recovers_when_it_is_back
         mongo.stop()
 
 
-def test_health_counts_the_running_cluster_and_its_workers(mongo_uri, tmp_path):
+def test_health_counts_the_running_cluster_and_its_workers(mongo_uri, tmp_path, settings):
+    settings.HEALTH_CACHE_SECONDS = 0
+    staff = baker.make("auth.User", is_staff=True)
     client = Client()
+    client.force_login(staff)
     # An earlier test's cluster is reported until its last status expires (3 s).
     wait_for(
-        lambda: client.get("/api/health").json()["cluster"] == {"running": 0, "workers": 0},
+        lambda: client.get("/api/health").json()["workers"] == {"running": 0, "workers": 0},
         what="no cluster to be reported",
     )
+    assert Client().get("/api/health").json()["cluster"] == "unavailable"
 
     cluster = start_qcluster(tmp_path, Q_WORKERS="2")
     try:
         wait_for(
-            lambda: client.get("/api/health").json()["cluster"] == {"running": 1, "workers": 2},
+            lambda: client.get("/api/health").json()["workers"] == {"running": 1, "workers": 2},
             what="the cluster to report itself and its two workers",
         )
+        # The public sees only that the cluster is up, no counts.
+        assert Client().get("/api/health").json() == {
+            "status": "ok",
+            "database": "ok",
+            "mongodb": "ok",
+            "cluster": "ok",
+        }
     finally:
         cluster.stop()

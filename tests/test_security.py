@@ -7,6 +7,7 @@ import sys
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.http import HttpRequest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -127,7 +128,8 @@ def browser_user(questions):
 def browser(browser_user):
     """A client logged in with a session cookie, checked for CSRF as a browser would be."""
     client = APIClient(enforce_csrf_checks=True)
-    assert client.login(username="browser-user", password=PASSWORD)
+    # django-axes checks every authentication against its request's address.
+    assert client.login(request=HttpRequest(), username="browser-user", password=PASSWORD)
     # Any page with a form sets the CSRF cookie; the admin login page is one. A forged
     # cross-site request carries this cookie too, but cannot read it to send the token.
     client.get("/admin/login/")

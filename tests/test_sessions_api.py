@@ -109,4 +109,17 @@ def test_session_list_returns_only_own_sessions_newest_first(
     response = api_client.get("/api/sessions/")
 
     assert response.status_code == 200
-    assert response.json() == [second, first]
+    assert response.json()["results"] == [second, first]
+    assert response.json()["count"] == 2
+
+
+def test_session_list_is_paginated_with_a_next_link(api_client, user, questions):
+    sessions = [session_create(user=user, question_count=1) for _ in range(3)]
+
+    first_page = api_client.get("/api/sessions/?limit=2").json()
+    second_page = api_client.get(first_page["next"]).json()
+
+    assert first_page["count"] == 3
+    assert [s["id"] for s in first_page["results"]] == [sessions[2].pk, sessions[1].pk]
+    assert [s["id"] for s in second_page["results"]] == [sessions[0].pk]
+    assert second_page["next"] is None

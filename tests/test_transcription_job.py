@@ -163,7 +163,9 @@ def test_engine_error_fails_the_answer_and_keeps_the_audio(
 
     answer = Answer.objects.get()
     assert answer.transcription.status == Answer.Status.FAILED
-    assert answer.transcription.error == "Invalid file format."
+    assert answer.transcription.error == (
+        "This recording could not be transcribed; record the answer again."
+    )
     assert answer.transcription.gridfs_file_id == file_id
     assert stored(gridfs, file_id)[0] == 1
 

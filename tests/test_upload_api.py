@@ -25,7 +25,7 @@ def session_status(api_client, session):
 
 
 def test_upload_stores_the_audio_and_returns_before_transcription_starts(
-    interview, upload, gridfs, scripted_engine, spoken
+    interview, upload, gridfs, scripted_engine, spoken, api_client
 ):
     question = interview.ordered_questions()[0]
 
@@ -38,7 +38,9 @@ def test_upload_stores_the_audio_and_returns_before_transcription_starts(
         "message": "Audio uploaded successfully, transcription in progress",
         "file_id": body["file_id"],
         "transcription_status": "queued",
+        "status_url": f"http://testserver/api/transcription-status/{interview.pk}/{question.pk}",
     }
+    assert api_client.get(body["status_url"]).json()["status"] == "queued"
     assert re.fullmatch(r"[0-9a-f]{24}", body["file_id"])
     assert gridfs["fs.files"].count_documents({"_id": ObjectId(body["file_id"])}) == 1
     job = OrmQ.objects.get()
@@ -99,7 +101,9 @@ def test_session_status_counts_answers_by_transcription_status(
         zip(order, ["completed", "failed", "processing", "not_uploaded"], strict=True)
     )
     assert after["questions"][0]["transcript"] == "use a cache"
-    assert after["questions"][1]["error"] == "Invalid file format."
+    assert after["questions"][1]["error"] == (
+        "This recording could not be transcribed; record the answer again."
+    )
 
 
 def test_session_status_of_a_session_without_answers_counts_every_question_not_uploaded(

@@ -1,6 +1,10 @@
-"""What an uploaded file really is: its container, told from its bytes, and its duration."""
+"""What an uploaded file really is: its container, told from its bytes, and its decoded length."""
 
+import logging
+from dataclasses import dataclass
 from typing import BinaryIO
+
+logger = logging.getLogger(__name__)
 
 # The containers Whisper accepts, with the MIME type they are stored under.
 CONTAINERS = {
@@ -34,25 +38,46 @@ def sniff_container(head: bytes) -> str | None:
     return None
 
 
-def duration_seconds(source: BinaryIO) -> float | None:
-    """Return the audio's duration, or None if it cannot be told without decoding."""
-    try:
-        import av
-    except ImportError:  # only the transcription workers need PyAV to decode
-        return None
+class UnreadableAudio(Exception):
+    """The file holds no decodable audio (or holds video); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class DecodedLength:
+    seconds: float  # of audio decoded, never more than the limit plus one frame
+    over_limit: bool
+
+
+def decoded_length(source: BinaryIO, *, limit_seconds: float) -> DecodedLength:
+    """Decode the audio and measure it, stopping as soon as it passes ``limit_seconds``.
+
+    The container's declared duration is never trusted: a header can say 1 s over hours
+    of audio. Decoding stops at the limit, so a forged file costs at most that much work.
+    Refuses a file without an audio stream or with a video stream (an image or a video
+    in an ISO-BMFF or Matroska container passes the sniff of the first bytes).
+    """
+    import av
+
     position = source.tell()
     try:
         with av.open(source, mode="r") as container:
-            if container.duration:
-                return container.duration / 1_000_000
-            # MediaRecorder's WebM has no duration in its header: read packet times instead.
+            if container.streams.video:
+                raise UnreadableAudio("The file holds video; upload the answer as audio only.")
+            if not container.streams.audio:
+                raise UnreadableAudio("The file holds no audio; record the answer again.")
             stream = container.streams.audio[0]
-            end = 0.0
-            for packet in container.demux(stream):
-                if packet.pts is not None and packet.duration is not None:
-                    end = max(end, float((packet.pts + packet.duration) * packet.time_base))
-            return end or None
-    except (av.error.FFmpegError, IndexError, ValueError):
-        return None  # corrupt or truncated: the transcription job reports it
+            seconds, samples = 0.0, 0
+            for frame in container.decode(stream):
+                # Counted in samples, so no rounding drift pushes an answer over the limit.
+                samples += frame.samples
+                seconds = samples / (frame.sample_rate or stream.sample_rate or 48000)
+                if seconds > limit_seconds:
+                    return DecodedLength(seconds=seconds, over_limit=True)
+    except (av.FFmpegError, OSError, ValueError, IndexError, EOFError) as exc:
+        logger.info("Upload refused, audio not decodable: %s: %s", type(exc).__name__, exc)
+        raise UnreadableAudio("The audio could not be decoded; record the answer again.") from None
     finally:
         source.seek(position)
+    if seconds <= 0:
+        raise UnreadableAudio("The file holds no audio to transcribe; record the answer again.")
+    return DecodedLength(seconds=seconds, over_limit=False)

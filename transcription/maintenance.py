@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
+from django.apps import apps
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -15,6 +16,7 @@ from django_q.signing import SignedPackage
 
 from . import services, storage
 from .models import Transcription
+from .signals import reconciled
 
 logger = logging.getLogger(__name__)
 Status = Transcription.Status
@@ -77,6 +79,8 @@ def reconcile(*, dry_run: bool = False) -> ReconcileReport:
             services.transcription_recover(transcription=transcription)
     if report.enqueued or report.released or report.failed:
         logger.warning("Reconciler: %s", report)
+    if not dry_run:
+        reconciled.send(sender=ReconcileReport, report=report)
     return report
 
 
@@ -179,10 +183,19 @@ SCHEDULES = {
 RETIRED_SCHEDULES = ["Recover stuck transcriptions"]
 
 
+def all_schedules() -> dict[str, dict]:
+    """Return this app's schedules and those other apps declare as ``schedules`` on their
+    AppConfig (a registry: this app imports none of them)."""
+    schedules = dict(SCHEDULES)
+    for config in apps.get_app_configs():
+        schedules |= getattr(config, "schedules", {})
+    return schedules
+
+
 def schedules_ensure(*, dry_run: bool = False) -> list[tuple[str, bool]]:
     """Create each schedule once, by name; return (name, created) pairs."""
     results = []
-    for name, fields in SCHEDULES.items():
+    for name, fields in all_schedules().items():
         if dry_run:
             results.append((name, not Schedule.objects.filter(name=name).exists()))
             continue

@@ -11,6 +11,7 @@ commits together with the job that must follow (the ORM broker shares the databa
 each change announces itself once with ``transcription_changed`` after the commit.
 """
 
+import io
 import logging
 import random
 import time
@@ -25,6 +26,7 @@ from django_q.models import Schedule
 from django_q.tasks import async_task, schedule
 
 from . import storage, worker
+from .audio import UnreadableAudio, decoded_length
 from .backends import TranscriptionError, get_transcriber
 from .models import Transcription
 from .signals import transcription_changed
@@ -214,9 +216,12 @@ def transcription_run(*, transcription_id: int) -> str:
     except storage.StorageUnavailable as exc:
         return _retry_later(transcription, "The audio store could not be reached.", exc)
     except TranscriptionError as exc:
+        # The candidate reads exc.public; the engine's own words (API messages, hosts) are
+        # for operators, in the log.
         if exc.permanent:
-            return _fail(transcription, str(exc))
-        return _retry_later(transcription, str(exc), exc)
+            logger.warning("Engine refused: transcription=%s: %s", transcription.pk, exc)
+            return _fail(transcription, exc.public)
+        return _retry_later(transcription, exc.public, exc)
     except Exception:
         logger.exception("Transcription crashed: transcription=%s", transcription.pk)
         return _fail(transcription, UNEXPECTED)
@@ -229,7 +234,7 @@ def transcription_run(*, transcription_id: int) -> str:
         transcript=transcript.text,
         language=transcript.language,
         words=[word.as_dict() for word in transcript.words],
-        audio_seconds=transcript.audio_seconds,
+        audio_seconds=_audio_seconds(transcript, audio),
         transcribed_at=timezone.now(),
         engine_seconds=engine_seconds,
         error="",
@@ -245,6 +250,17 @@ def transcription_run(*, transcription_id: int) -> str:
     )
     _delete_completed_audio(completed)
     return "completed"
+
+
+def _audio_seconds(transcript, audio: bytes) -> float | None:
+    """Return the recording's length: the engine's word, else decoded here (plain json)."""
+    # With engine_seconds, the real-time factor on the operators' dashboard.
+    if transcript.audio_seconds is not None:
+        return transcript.audio_seconds
+    try:
+        return decoded_length(io.BytesIO(audio), limit_seconds=settings.MAX_ANSWER_SECONDS).seconds
+    except UnreadableAudio:
+        return None
 
 
 def _describe(metadata: dict) -> str:

