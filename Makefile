@@ -38,14 +38,14 @@ setup: install
 
 run: export MONGODB_URI ?= mongodb://127.0.0.1:$(MONGO_PORT)/?directConnection=true
 run: export WEB_PORT := $(WEB_PORT)
-# One Prometheus directory for gunicorn and qcluster, emptied before they start: /metrics then
-# shows the jobs' counters too. Stale files of an earlier run would add old values in.
-run: export PROMETHEUS_MULTIPROC_DIR := $(abspath var/prometheus)
 run: setup
-	rm -rf "$(PROMETHEUS_MULTIPROC_DIR)" && mkdir -p "$(PROMETHEUS_MULTIPROC_DIR)"
+	@# One Prometheus directory for gunicorn and qcluster, emptied before they start: /metrics
+	@# then shows the jobs' counters too (stale files of an earlier run would add old values).
+	rm -rf var/prometheus && mkdir -p var/prometheus
 	@echo "Starting the embedded MongoDB, qcluster and gunicorn; Ctrl-C stops them all."
 	@echo "Serving on http://127.0.0.1:$(WEB_PORT)/ (API under /api/, admin under /admin/)"
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho --procfile Procfile.dev start
+	PROMETHEUS_MULTIPROC_DIR="$(abspath var/prometheus)" PATH="$(abspath $(BIN)):$$PATH" \
+		$(BIN)/honcho --procfile Procfile.dev start
 
 system-packages:
 	@missing=""; for entry in $(TEST_PACKAGES); do \

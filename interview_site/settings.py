@@ -402,6 +402,10 @@ FILE_UPLOAD_TEMP_DIR = os.environ.get("FILE_UPLOAD_TEMP_DIR") or None
 # With neither set, /metrics answers only in DEBUG.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
+# Every process writes its metrics there (gunicorn.conf.py sets it for the web when unset); a
+# missing directory would make the first metric update fail.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 # Readiness (/api/health/ready) fails when the oldest queued answer has waited this long.
 QUEUE_STALL_SECONDS = env_int("QUEUE_STALL_SECONDS", 300)
 

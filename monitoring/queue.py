@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db.models import Count, Min, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django_q.conf import Conf
 from django_q.status import Stat
 
 from sessions_app.models import Answer
@@ -40,7 +41,9 @@ def oldest_queued_seconds() -> float:
 
 def clusters_alive() -> tuple[int, int]:
     """Return the qcluster processes and their workers that reported in the shared cache."""
-    clusters = Stat.get_all()
+    # A stopped cluster's last status outlives it in the cache for a few seconds.
+    gone = {str(Conf.STOPPING), str(Conf.STOPPED)}
+    clusters = [stat for stat in Stat.get_all() if str(stat.status) not in gone]
     return len(clusters), sum(len(cluster.workers) for cluster in clusters)
 
 

@@ -241,7 +241,13 @@ class TokenSerializer(serializers.Serializer):
 
 
 class HealthSerializer(serializers.Serializer):
-    database = serializers.CharField()
-    mongodb = serializers.CharField()
-    queue = serializers.DictField(child=serializers.IntegerField(), allow_null=True)
-    cluster = serializers.JSONField(allow_null=True)
+    """Each part ok or unavailable for anyone; the counts only for staff or a monitoring token."""
+
+    status = serializers.ChoiceField(choices=["ok", "degraded", "unavailable"])
+    database = serializers.ChoiceField(choices=["ok", "unavailable"])
+    mongodb = serializers.ChoiceField(choices=["ok", "unavailable"])
+    cluster = serializers.ChoiceField(choices=["ok", "unavailable"])
+    queue = serializers.DictField(child=serializers.IntegerField(), allow_null=True, required=False)
+    workers = serializers.DictField(
+        child=serializers.IntegerField(), allow_null=True, required=False
+    )

@@ -72,6 +72,8 @@ class CrashingTranscriber:
     is), so a test can tell whether it left the process.
     """
 
-    def transcribe(self, audio: bytes, *, language, content_type="", filename="") -> Transcript:
+    def transcribe(
+        self, audio: bytes, *, language, prompt="", content_type="", filename=""
+    ) -> Transcript:
         text = os.environ["CRASHING_ENGINE_TRANSCRIPT"]  # a local under a name no filter knows
         raise RuntimeError(f"engine bug after producing {len(text)} characters")

@@ -3,6 +3,7 @@
 import json
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -126,9 +127,12 @@ def test_readiness_degrades_when_answers_wait_with_no_cluster_and_a_cluster_brin
     assert body["cluster"] == {"running": 0, "workers": 0}
     assert body["oldest_queued_seconds"] >= 2
     assert "no cluster alive" in body["reasons"][0]
-    health = client.get("/api/health")
-    assert health.status_code == 200  # liveness of the dependencies is unaffected
-    assert health.json()["status"] == "degraded"
+    # /api/health caches its report for HEALTH_CACHE_SECONDS.
+    health = wait_for(
+        lambda: (r := client.get("/api/health")).json()["status"] == "degraded" and r,
+        what="health to say degraded",
+    )
+    assert health.status_code == 200  # the dependencies answer: only readiness fails
 
     api = FakeOpenAI().start()
     cluster = start_qcluster(
@@ -142,7 +146,9 @@ def test_readiness_degrades_when_answers_wait_with_no_cluster_and_a_cluster_brin
         )
         assert back.json()["status"] == "ok"
         assert back.json()["cluster"]["running"] == 1
-        assert client.get("/api/health").json()["status"] == "ok"
+        wait_for(
+            lambda: client.get("/api/health").json()["status"] == "ok", what="health to say ok"
+        )
     finally:
         cluster.stop()
         api.stop()
@@ -159,19 +165,27 @@ def test_metrics_from_two_gunicorn_workers_and_qcluster_after_20_uploads(
     api = FakeOpenAI(latency=(0.01, 0.05)).start()
     cluster = None
     try:
-        candidate = get_user_model().objects.create_user("talker")
-        token = Token.objects.create(user=candidate).key
-        audio = spoken("I would measure it before changing anything.", "webm")
-        for n in range(2):
+        # Two candidates, 10 answers each: MAX_PENDING_PER_USER (10) holds for each.
+        tokens, targets = {}, []
+        for name in ["talker", "speaker"]:
+            candidate = get_user_model().objects.create_user(name)
             interview = session_create(user=candidate, question_count=10)
-            for question in interview.ordered_questions():
-                response = requests.post(
-                    f"{url}/api/upload-answer/{interview.pk}/{question.pk}",
-                    headers={"Authorization": f"Token {token}", "Connection": "close"},
-                    files={"audio": (f"answer-{n}.webm", audio, "audio/webm")},
-                    timeout=30,
-                )
-                assert response.status_code == 202, response.content
+            tokens[interview.pk] = Token.objects.create(user=candidate).key
+            targets += [(interview.pk, q.pk) for q in interview.ordered_questions()]
+        audio = spoken("I would measure it before changing anything.", "webm")
+
+        def post(target):
+            return requests.post(
+                f"{url}/api/upload-answer/{target[0]}/{target[1]}",
+                headers={"Authorization": f"Token {tokens[target[0]]}", "Connection": "close"},
+                files={"audio": ("answer.webm", audio, "audio/webm")},
+                timeout=60,
+            )
+
+        # Four at a time: both (sync) workers serve some, whatever the kernel's choice.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            responses = list(pool.map(post, targets))
+        assert [r.status_code for r in responses] == [202] * 20, [r.text for r in responses]
 
         def scrape():
             response = requests.get(
@@ -209,6 +223,9 @@ def test_metrics_from_two_gunicorn_workers_and_qcluster_after_20_uploads(
             lambda: (
                 (s := scrape())
                 and total(s, "interview_transcription_upload_to_completed_seconds_count") == 20
+                # A cluster's status expires from the cache if its guard is late to renew it
+                # (a busy machine): the gauge may read 0 for a scrape meanwhile.
+                and total(s, "interview_qcluster_clusters") == 1
                 and s
             ),
             what="the jobs' metrics",

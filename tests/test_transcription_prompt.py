@@ -19,6 +19,7 @@ from sessions_app.models import Question
 from sessions_app.prompt import prompt_text, transcription_prompt
 from tests.support import ROOT
 from transcription.backends import get_transcriber
+from transcription.backends.local import loops_or_echoes
 
 RESULT = prompt_wer.RESULTS / "prompt_wer.json"
 
@@ -127,3 +128,19 @@ def test_the_prompt_holds_the_question_and_topic_words_never_the_model_answer_or
 def _grams(text: str, n: int = 4) -> set[tuple[str, ...]]:
     words = re.findall(r"[a-z0-9']+", text.lower())
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def test_a_looping_or_echoing_prompted_transcript_is_recognised():
+    # Transcripts the benchmark and an end-to-end run saw from the prompted base model.
+    prompt = "What does it mean for an HTTP method to be idempotent, and why does it matter?"
+    looped = (
+        "I will put an index to the column and measure the query again. In order to deliver "
+        "the query again, I will put an index to the column and measure the query again."
+    )
+    echoed = "POST is not idempotent. So, what does it mean for an HTTP method to be idempotent"
+
+    assert loops_or_echoes(looped, prompt)
+    assert loops_or_echoes(echoed, prompt)
+    assert not loops_or_echoes("PUT and DELETE are idempotent, so a client can retry.", prompt)
+    # Saying a few of the question's words back is an answer, not an echo.
+    assert not loops_or_echoes("An HTTP method is idempotent when repeating it is safe.", prompt)

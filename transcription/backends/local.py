@@ -4,6 +4,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import shutil
 import tempfile
 from importlib import resources
@@ -119,6 +120,15 @@ class LocalWhisperTranscriber:
         content_type: str = "audio/webm",
         filename: str = "answer.webm",
     ) -> Transcript:
+        transcript = self._transcribe(audio, language=language, prompt=prompt)
+        if prompt and loops_or_echoes(transcript.text, prompt):
+            # A prompted Whisper sometimes repeats itself or says the question back: the
+            # answer is transcribed again without the prompt (bench/prompt_wer.py).
+            logger.info("Prompted transcript repeats itself; transcribing without the prompt")
+            transcript = self._transcribe(audio, language=language, prompt="")
+        return transcript
+
+    def _transcribe(self, audio: bytes, *, language: str | None, prompt: str) -> Transcript:
         import av
 
         model = self._load_model()
@@ -172,6 +182,20 @@ class LocalWhisperTranscriber:
             words=words,
             audio_seconds=round(float(info.duration), 2),
         )
+
+
+LOOP_WORDS = 6
+
+
+def loops_or_echoes(text: str, prompt: str) -> bool:
+    """Whether ``text`` says a run of LOOP_WORDS words twice, or one from the prompt."""
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    runs = [tuple(words[i : i + LOOP_WORDS]) for i in range(len(words) - LOOP_WORDS + 1)]
+    if len(set(runs)) < len(runs):
+        return True
+    prompted = re.findall(r"[a-z0-9']+", prompt.lower())
+    echoed = {tuple(prompted[i : i + LOOP_WORDS]) for i in range(len(prompted) - LOOP_WORDS + 1)}
+    return not echoed.isdisjoint(runs)
 
 
 def model_path() -> Path:
