@@ -103,6 +103,15 @@ def signal_workers(registry: Path, *, parent_pid: int) -> int:
     return signalled
 
 
+def kill_children(parent_pid: int) -> None:
+    """SIGKILL every process whose parent is ``parent_pid`` (Linux /proc)."""
+    for stat in Path("/proc").glob("[0-9]*"):
+        pid = int(stat.name)
+        if _parent_of(pid) == parent_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def _parent_of(pid: int) -> int | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

@@ -1,6 +1,8 @@
+import logging
 import os
 import shutil
 import signal
+import threading
 
 from django.conf import settings
 from django_q.cluster import Cluster
@@ -8,7 +10,11 @@ from django_q.management.commands import qcluster
 
 from transcription import worker
 
-SENTINEL_DEATH_SECONDS = 1.0
+logger = logging.getLogger(__name__)
+
+# The workers release their transcriptions in about a second; the rest of django-q2's stop
+# gets this long before what is left of the cluster is killed.
+STOP_SECONDS = 15
 
 
 class Command(qcluster.Command):
@@ -27,15 +33,24 @@ class Command(qcluster.Command):
         cluster = Cluster()
         stop = cluster.sig_handler
 
+        stopping = threading.Event()
+
         def release_then_stop(signum, frame):
             sentinel = cluster.sentinel
-            if sentinel is not None:
-                worker.signal_workers(registry, parent_pid=sentinel.pid)
-                # Signalled as a whole process group (as some platforms do), the sentinel
-                # dies at once, and asking it to stop would wait for ever on the lock it held.
-                sentinel.join(timeout=SENTINEL_DEATH_SECONDS)
-                if sentinel.is_alive():
-                    stop(signum, frame)
+            if sentinel is None or stopping.is_set():
+                return
+            stopping.set()
+            worker.signal_workers(registry, parent_pid=sentinel.pid)
+            # django-q2's own stop, within a deadline: signalled as a whole process group (as
+            # some platforms do), the cluster's other processes die at once and its stop can
+            # wait for ever on what they left behind.
+            threading.Thread(target=stop, args=(signum, frame), daemon=True).start()
+            sentinel.join(timeout=STOP_SECONDS)
+            if sentinel.is_alive():
+                logger.warning("Cluster not stopped after %s s: killing what is left", STOP_SECONDS)
+                worker.kill_children(sentinel.pid)
+                os.kill(sentinel.pid, signal.SIGKILL)
+                sentinel.join(timeout=STOP_SECONDS)
             shutil.rmtree(registry, ignore_errors=True)
 
         signal.signal(signal.SIGTERM, release_then_stop)
