@@ -381,6 +381,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TranscriptionStatusEnum": "transcription.models.Transcription.Status",
         "SessionStatusEnum": "sessions_app.models.InterviewSession.Status",
+        "HealthPartEnum": "sessions_app.serializers.HEALTH_PART",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

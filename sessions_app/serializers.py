@@ -240,13 +240,16 @@ class TokenSerializer(serializers.Serializer):
     token = serializers.CharField()
 
 
+HEALTH_PART = ["ok", "unavailable"]
+
+
 class HealthSerializer(serializers.Serializer):
     """Each part ok or unavailable for anyone; the counts only for staff or a monitoring token."""
 
     status = serializers.ChoiceField(choices=["ok", "degraded", "unavailable"])
-    database = serializers.ChoiceField(choices=["ok", "unavailable"])
-    mongodb = serializers.ChoiceField(choices=["ok", "unavailable"])
-    cluster = serializers.ChoiceField(choices=["ok", "unavailable"])
+    database = serializers.ChoiceField(choices=HEALTH_PART)
+    mongodb = serializers.ChoiceField(choices=HEALTH_PART)
+    cluster = serializers.ChoiceField(choices=HEALTH_PART)
     queue = serializers.DictField(child=serializers.IntegerField(), allow_null=True, required=False)
     workers = serializers.DictField(
         child=serializers.IntegerField(), allow_null=True, required=False
