@@ -107,6 +107,23 @@ def run_queued_jobs() -> int:
 _speech_cache: dict[tuple[str, str], bytes] = {}
 
 
+def no_speech(workdir: Path, *, sample_rate: int, seed: int) -> dict[str, bytes]:
+    """Return six seconds of digital silence and six of loud pink noise, WebM/Opus by ffmpeg."""
+    made = {}
+    for name, source in [
+        ("silence", f"anullsrc=r={sample_rate}:cl=mono"),
+        ("noise", f"anoisesrc=r={sample_rate}:color=pink:amplitude=0.3:seed={seed}"),
+    ]:
+        path = workdir / f"{name}.webm"
+        subprocess.run(
+            ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-t", "6", "-i", source]
+            + ["-c:a", "libopus", str(path)],
+            check=True,
+        )
+        made[name] = path.read_bytes()
+    return made
+
+
 def speak(text: str, *, fmt: str = "wav", workdir: Path) -> bytes:
     """Return ``text`` spoken by espeak-ng, as wav or converted by ffmpeg (webm is opus)."""
     key = (text, fmt)

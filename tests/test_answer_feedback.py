@@ -3,12 +3,11 @@
 Uploads go through the API into the embedded MongoDB; the job runs from the real ORM broker.
 """
 
-import subprocess
-
 import pytest
 
 from sessions_app.models import Answer
 from sessions_app.scoring import get_scorer
+from tests import support
 from tests.openai_server import (  # noqa: F401
     TRANSCRIPTIONS,
     openai_server_fixture,
@@ -33,19 +32,7 @@ def analyze(api_client, interview) -> dict:
 @pytest.fixture
 def no_speech(tmp_path):
     """Six seconds of digital silence, and six of loud pink noise, as WebM/Opus by ffmpeg."""
-    made = {}
-    for name, source in [
-        ("silence", "anullsrc=r=48000:cl=mono"),
-        ("noise", "anoisesrc=r=48000:color=pink:amplitude=0.3:seed=11"),
-    ]:
-        path = tmp_path / f"{name}.webm"
-        subprocess.run(
-            ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-t", "6", "-i", source]
-            + ["-c:a", "libopus", str(path)],
-            check=True,
-        )
-        made[name] = path.read_bytes()
-    return made
+    return support.no_speech(tmp_path, sample_rate=48000, seed=11)
 
 
 def test_silence_and_noise_complete_empty_with_no_speech_detected_and_no_score(

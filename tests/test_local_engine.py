@@ -1,10 +1,10 @@
 """The default engine: faster-whisper on this CPU, with the model from the two PyPI packages."""
 
 import hashlib
-import subprocess
 
 import pytest
 
+from tests import support
 from tests.support import word_error_rate
 from transcription.backends import TranscriptionError, get_transcriber
 from transcription.backends.local import (
@@ -80,20 +80,7 @@ def test_a_damaged_model_file_is_joined_again(tmp_path):
 @pytest.fixture(scope="module")
 def silent_and_noisy(tmp_path_factory):
     """Six seconds of digital silence, and six of loud pink noise, made by ffmpeg."""
-    folder = tmp_path_factory.mktemp("no-speech")
-    made = {}
-    for name, source in [
-        ("silence", "anullsrc=r=16000:cl=mono"),
-        ("noise", "anoisesrc=r=16000:color=pink:amplitude=0.3:seed=7"),
-    ]:
-        path = folder / f"{name}.webm"
-        subprocess.run(
-            ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-t", "6", "-i", source]
-            + ["-c:a", "libopus", str(path)],
-            check=True,
-        )
-        made[name] = path.read_bytes()
-    return made
+    return support.no_speech(tmp_path_factory.mktemp("no-speech"), sample_rate=16000, seed=7)
 
 
 @pytest.mark.parametrize("kind", ["silence", "noise"])
