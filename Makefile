@@ -71,11 +71,11 @@ lint: install
 
 # About ten minutes; QUICK=1 runs a small load in under two (CI) and fails on any lost,
 # duplicated or orphaned answer. BENCH_ARGS passes options: `make bench BENCH_ARGS=--help`.
-bench: install
+bench: install system-packages
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 # How cost grows with the work (candidates, web workers, clusters) on SQLite and PostgreSQL
 # (BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/interview_bench): about
 # ten minutes.
-bench-scaling: install
+bench-scaling: install system-packages
 	$(BIN)/python -m bench.scaling $(if $(QUICK),--quick) $(BENCH_ARGS)
