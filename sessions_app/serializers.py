@@ -90,7 +90,7 @@ class AnswerUploadSerializer(serializers.Serializer):
             raise serializers.ValidationError({"audio": [str(exc)]}, code="unreadable") from None
         if length.over_limit:
             logger.info(
-                "Upload refused: decoding stopped at %.3f s of audio, over the %s s limit",
+                "Upload refused: measuring stopped at %.3f s of audio, over the %s s limit",
                 length.seconds,
                 settings.MAX_ANSWER_SECONDS,
             )

@@ -41,6 +41,7 @@ from tests.support import (
     start_qcluster,
     wait_for,
 )
+from transcription.audio import decoded_length
 from transcription.models import Transcription
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -254,7 +255,7 @@ def forge_webm_duration(data: bytes, seconds: float) -> bytes:
     return data[: at + 3] + struct.pack(fmt, seconds * 1000) + data[at + 3 + size :]
 
 
-def test_webm_whose_header_claims_1s_over_120s_of_audio_is_refused_after_decoding_the_limit(
+def test_webm_whose_header_claims_1s_over_120s_of_audio_is_refused_after_measuring_the_limit(
     start_stack, questions, gridfs, tmp_path
 ):
     source = tmp_path / "long.webm"
@@ -278,12 +279,43 @@ def test_webm_whose_header_claims_1s_over_120s_of_audio_is_refused_after_decodin
 
     assert response.status_code == 400, response.text
     assert "longer than the 10 second limit" in response.json()["error"]["message"]
-    decoded = float(re.search(r"decoding stopped at ([\d.]+) s", stack.output()).group(1))
-    assert 10 < decoded <= 10.1, decoded  # the limit plus at most one 20 ms Opus frame
+    measured = float(re.search(r"measuring stopped at ([\d.]+) s", stack.output()).group(1))
+    assert 10 < measured <= 10.1, measured  # the limit plus at most one 20 ms Opus packet
     assert Answer.objects.count() == 0
     assert gridfs["fs.files"].count_documents({}) == 0
     assert OrmQ.objects.count() == 0
-    print(f"forged WebM: refused in {took:.2f} s after decoding {decoded:.2f} s of 120 s")
+    print(f"forged WebM: refused in {took:.2f} s after measuring {measured:.2f} s of 120 s")
+
+
+@pytest.mark.parametrize("container", ["webm", "ogg"])
+@pytest.mark.parametrize(
+    "encoding",
+    ["voip-12k-20ms", "audio-64k-2.5ms", "audio-64k-20ms", "voip-24k-60ms", "audio-32k-120ms"],
+)
+def test_opus_counted_from_its_packets_is_never_shorter_than_its_decoded_audio(
+    tmp_path, container, encoding
+):
+    """Opus is measured from each packet's TOC byte instead of decoding it: the count must be
+    what a decoder outputs (SILK, hybrid and CELT modes; one, two and many frames a packet),
+    give or take the encoder's padding, and never less, or an answer could pass the limit."""
+    application, bitrate, frame_ms = encoding.split("-")
+    speech = tmp_path / "speech.wav"
+    subprocess.run(
+        ["espeak-ng", "-w", speech, "Tell me about a project you are proud of and why."],
+        check=True,
+    )
+    source = tmp_path / f"answer.{container}"
+    ffmpeg("-i", speech, "-c:a", "libopus", "-application", application, "-b:a", bitrate,
+           "-frame_duration", frame_ms.removesuffix("ms"), source)  # fmt: skip
+    with av.open(str(source)) as opened:
+        decoded = sum(frame.samples for frame in opened.decode(audio=0)) / 48_000
+
+    counted = decoded_length(io.BytesIO(source.read_bytes()), limit_seconds=600)
+
+    assert not counted.over_limit
+    assert decoded <= counted.seconds <= decoded + 0.13, (counted.seconds, decoded)
+    limited = decoded_length(io.BytesIO(source.read_bytes()), limit_seconds=decoded / 2)
+    assert limited.over_limit and decoded / 2 < limited.seconds <= decoded / 2 + 0.121
 
 
 # --- 3. Huge bodies are refused before they are read ------------------------------------
