@@ -150,6 +150,7 @@ def interview(
     question_count: int,
     speak_scale: float,
     tick: Callable[[], None],
+    finish: bool = True,
 ) -> None:
     """Run one candidate's interview: speak and upload each answer, then Finish."""
     try:
@@ -163,8 +164,9 @@ def interview(
         time.sleep(clip.seconds * speak_scale)
         candidate.upload(session_id, question_id, clip, data[clip.path.name])
         tick()
-    candidate.analyze(session_id)
-    tick()
+    if finish:
+        candidate.analyze(session_id)
+        tick()
 
 
 def run_threads(targets: list[Callable[[], None]]) -> None:

@@ -59,6 +59,26 @@ def release_aware_bound(jobs: list[tuple[float, float]], workers: int) -> float:
     return bound
 
 
+def wait_metrics(uploads: list[Upload], server_times: dict[str, list[tuple[int, float]]]) -> dict:
+    """The wait per question a load's candidates saw, and the same requests as gunicorn saw."""
+    accepted = [upload for upload in uploads if upload.accepted]
+    return {
+        "uploads": len(uploads),
+        "accepted": len(accepted),
+        "answer_bytes": summary([u.size for u in accepted], digits=0),
+        "wait_s": summary([u.wait for u in accepted]),
+        "wait_300kb_s": summary([u.wait for u in accepted if BAND[0] <= u.size <= BAND[1]]),
+        # From the worker thread's start to the end of the response.
+        "server_time_s": summary(
+            [
+                times[0][1]
+                for u in accepted
+                if (times := server_times.get(f"/api/upload-answer/{u.session_id}/{u.question_id}"))
+            ]
+        ),
+    }
+
+
 def interview_metrics(
     *,
     uploads: list[Upload],
@@ -77,23 +97,8 @@ def interview_metrics(
         for u in accepted
         if (u.session_id, u.question_id) in rows
     ]
-    waits = [u.wait for u in accepted]
-    in_band = [u.wait for u in accepted if BAND[0] <= u.size <= BAND[1]]
     done = [row["transcribed_at"] for _, row in paired if row["transcribed_at"]]
-    metrics = {
-        "uploads": len(uploads),
-        "accepted": len(accepted),
-        "answer_bytes": summary([u.size for u in accepted], digits=0),
-        "wait_s": summary(waits),
-        "wait_300kb_s": summary(in_band),
-        # The same requests as gunicorn timed them, from the worker thread's start to the end.
-        "server_time_s": summary(
-            [
-                times[0][1]
-                for u in accepted
-                if (times := server_times.get(f"/api/upload-answer/{u.session_id}/{u.question_id}"))
-            ]
-        ),
+    metrics = wait_metrics(uploads, server_times) | {
         "finish_to_result_s": summary([f.duration for f in finishes if f.status == 200]),
         "analyze_calls": summary([f.polls for f in finishes], digits=1),
     }
@@ -302,6 +307,20 @@ def _headline(report: dict) -> list[str]:
             _percentiles(si["server_time_s"]),
             "",
         ),
+        *(
+            [
+                _row(
+                    f"wait at {high['candidates']} candidates (uploads only) p50 / p95 / p99; "
+                    "250–350 KB p95",
+                    f"{_percentiles(high['wait_s'], three)}; "
+                    f"{_s(_get(high, 'wait_300kb_s', 'p95'))}",
+                    "—",
+                    "",
+                )
+            ]
+            if (high := a.get("interview_high"))
+            else []
+        ),
         _row(
             "202 → processing (queue pickup) p50 / p95",
             _percentiles(ai["pickup_s"]),
@@ -509,7 +528,9 @@ def markdown(report: dict) -> str:
         f"Load ({config.get('profile', 'standard')} profile): "
         f"{config['candidates']} candidates at once, {config['questions']} answers each "
         f"({clips['answer_seconds']}, {clips['answer_kb']} KB webm/opus), each answer spoken "
-        f"for its length × {config['speak_scale']} before its upload, then Finish; "
+        f"for its length × {config['speak_scale']} before its upload, then Finish (async also "
+        f"{config.get('high_candidates')} candidates the same way, without Finish: the wait "
+        "at the higher load); "
         f"transcription API latency uniform {config['latency_s'][0]}–{config['latency_s'][1]} s. "
         f"Both modes: gunicorn with {config['web_workers']} workers × {config['web_threads']} "
         f"threads. Async: qcluster with {config['queue_workers']} workers. Sync: gunicorn "

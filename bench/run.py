@@ -50,6 +50,8 @@ PRESETS = {
     # burst and the queue holds a backlog: the load the embedded MongoDB must stay flat under.
     "standard": {
         "candidates": 50,
+        # Four times the candidates, their uploads only: the wait at the higher load.
+        "high_candidates": 200,
         "questions": 2,
         "queue_workers": 16,
         "web_workers": 2,
@@ -70,6 +72,8 @@ PRESETS = {
     # The earlier standard: each answer spoken for its whole length, arrivals spread out.
     "gentle": {
         "candidates": 50,
+        # Four times the candidates, their uploads only: the wait at the higher load.
+        "high_candidates": 200,
         "questions": 2,
         "queue_workers": 16,
         "web_workers": 2,
@@ -89,6 +93,7 @@ PRESETS = {
     },
     "quick": {
         "candidates": 4,
+        "high_candidates": 8,
         "questions": 2,
         "queue_workers": 4,
         "web_workers": 2,
@@ -123,6 +128,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="standard: answers spoken for 0.1 × their length (a burst); gentle: full length",
     )
     parser.add_argument("--candidates", type=int, help="concurrent candidates (U)")
+    parser.add_argument(
+        "--high-candidates", type=int, help="candidates of the higher load (uploads only)"
+    )
     parser.add_argument("--questions", type=int, help="answers per candidate (Q)")
     parser.add_argument("--queue-workers", type=int, help="qcluster workers (W, Q_WORKERS)")
     parser.add_argument("--web-workers", type=int, help="gunicorn worker processes (N)")
@@ -336,16 +344,19 @@ class Bench:
         self._collect(candidates)
         return report.throughput(uploads), uploads
 
-    def interviews(self, mode: str, base_url: str) -> tuple[list, list]:
+    def interviews(
+        self, mode: str, base_url: str, *, count: int | None = None, finish: bool = True
+    ) -> tuple[list, list]:
         args = self.args
+        count = count or args.candidates
+        group = "interview" if finish else f"interview-{count}"
         self.api.latency = tuple(args.latency)
-        candidates = self.candidates(f"{mode}-interview", args.candidates, base_url)
-        total = args.candidates * (args.questions + 1)
+        candidates = self.candidates(f"{mode}-{group}", count, base_url)
+        total = count * (args.questions + finish)
+        what = f"{count} candidates × {args.questions} answers" + (" + Finish" if finish else "")
         with (
-            self.cpu_meter(f"{mode} interviews"),
-            self.bar(
-                f"{mode}: {args.candidates} candidates × {args.questions} answers + Finish", total
-            ) as bar,
+            self.cpu_meter(f"{mode} {group}s"),
+            self.bar(f"{mode}: {what}", total) as bar,
         ):
             load.run_threads(
                 [
@@ -357,6 +368,7 @@ class Bench:
                         question_count=args.questions,
                         speak_scale=args.speak_scale,
                         tick=lambda: bar.update(1),
+                        finish=finish,
                     )
                     for index, candidate in enumerate(candidates)
                 ]
@@ -477,6 +489,18 @@ class Bench:
             in_request=False,
         )
 
+        # The higher load: its uploads' wait, the queue's workers running at the engine's
+        # latency meanwhile; then what is queued is transcribed at once and checked below.
+        high_uploads, _ = self.interviews(
+            "async", base_url, count=args.high_candidates, finish=False
+        )
+        uploads += high_uploads
+        self.api.latency = 0.0
+        self.settle("async (higher load)", {u.session_id for u in high_uploads}, timeout=600)
+        out["interview_high"] = report.wait_metrics(
+            high_uploads, access_log(self.logs / "web-async-access.log")
+        ) | {"candidates": args.high_candidates}
+
         log(f"async: upload breakdown, {args.breakdown_uploads} uploads in-process")
         self.api.latency = 0.0
         from django.contrib.auth import get_user_model
@@ -594,12 +618,12 @@ def targets(results: dict, args) -> list[dict]:
     a_p95 = a["interview"]["wait_s"].get("p95")
     s_p95 = s["interview"]["wait_s"].get("p95")
     band_p95 = a["interview"]["wait_300kb_s"].get("p95")
+    high = a.get("interview_high", {})
+    high_p95, high_all_p95 = (high.get(k, {}).get("p95") for k in ("wait_300kb_s", "wait_s"))
     idle_p50 = a["idle_pickup"]["pickup_s"].get("p50")
     drain_ratio = a["drain"].get("ratio")
     release_ratio = a["interview"].get("makespan", {}).get("ratio_to_release_aware")
     losses = {mode: accounting.problems(results[mode]["zero_loss"]) for mode in ("async", "sync")}
-    # 150 ms at 50 candidates, 300 ms at 200 (the scaling run measures the larger loads).
-    wait_limit = 0.15 if args.candidates <= 50 else 0.3
     writes = [level["write_ms"] for level in a.get("gridfs_scaling", {}).get("levels", [])]
     return [
         {
@@ -610,12 +634,20 @@ def targets(results: dict, args) -> list[dict]:
             "met": bool(a_p95 and s_p95 and s_p95 / a_p95 >= 100),
         },
         {
-            "target": f"async wait p95 at most {wait_limit * 1000:.0f} ms for 250–350 KB "
+            "target": "async wait p95 at most 150 ms for 250–350 KB "
             f"answers at {args.candidates} concurrent candidates",
             "measured": f"{band_p95 * 1000:.0f} ms (all answers: {a_p95 * 1000:.0f} ms)"
             if band_p95 and a_p95
             else "—",
-            "met": bool(band_p95 is not None and band_p95 <= wait_limit),
+            "met": bool(band_p95 is not None and band_p95 <= 0.15),
+        },
+        {
+            "target": "async wait p95 at most 300 ms for 250–350 KB "
+            f"answers at {args.high_candidates} concurrent candidates",
+            "measured": f"{high_p95 * 1000:.0f} ms (all answers: {high_all_p95 * 1000:.0f} ms)"
+            if high_p95 and high_all_p95
+            else "—",
+            "met": bool(high_p95 is not None and high_p95 <= 0.3),
         },
         {
             "target": "queue pickup p50 at most 250 ms when workers are idle",
@@ -668,6 +700,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": info | {"load_average_at_end": [round(v, 2) for v in os.getloadavg()]},
             "config": {
                 "candidates": args.candidates,
+                "high_candidates": args.high_candidates,
                 "questions": args.questions,
                 "queue_workers": args.queue_workers,
                 "web_workers": args.web_workers,
