@@ -34,8 +34,11 @@ class AtomicRateThrottle(SimpleRateThrottle):
         self.num_requests, self.duration = self.parse_rate(self.rate)
         base = f"throttle:{self.scope}:{request.user.pk}"
         now = time.time()
-        cache.add(f"{base}:start", now, self.duration)
-        self.window_start = cache.get(f"{base}:start") or now
+        # A read first: only a user's first request of a window writes its start.
+        self.window_start = cache.get(f"{base}:start")
+        if self.window_start is None:
+            cache.add(f"{base}:start", now, self.duration)
+            self.window_start = cache.get(f"{base}:start") or now
         window = f"{base}:{self.window_start!r}"
         # Every slot up to the hint is taken (it is written only after its slot was won),
         # so searching from it is exact and usually costs one add.
