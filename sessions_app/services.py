@@ -100,9 +100,12 @@ def pending_cap_check(*, session: InterviewSession, question: Question) -> None:
 
     A re-recording replaces its question's transcription, so that one does not count.
     """
-    pending = Transcription.objects.pending().filter(metadata__user_id=session.user_id)
-    replaced = Answer.objects.filter(session=session, question=question).values("transcription")
-    if pending.exclude(pk__in=replaced).count() >= settings.MAX_PENDING_PER_USER:
+    # Through the user's answers (indexed joins), not the transcriptions' JSON metadata,
+    # which SQLite would scan for every pending transcription of every user.
+    pending = Answer.objects.filter(
+        session__user_id=session.user_id, transcription__status__in=Transcription.PENDING
+    ).exclude(session=session, question=question)
+    if pending.count() >= settings.MAX_PENDING_PER_USER:
         raise TooManyPending
 
 
