@@ -85,24 +85,10 @@ class AnswerUploadSerializer(serializers.Serializer):
         if container is None:
             raise UnsupportedAudio()
         try:
-            length = audio.decoded_length(upload, limit_seconds=settings.MAX_ANSWER_SECONDS)
+            # Its length (MAX_ANSWER_SECONDS) is measured by the transcription job.
+            audio.probe(upload)
         except audio.UnreadableAudio as exc:
             raise serializers.ValidationError({"audio": [str(exc)]}, code="unreadable") from None
-        if length.over_limit:
-            logger.info(
-                "Upload refused: measuring stopped at %.3f s of audio, over the %s s limit",
-                length.seconds,
-                settings.MAX_ANSWER_SECONDS,
-            )
-            raise serializers.ValidationError(
-                {
-                    "audio": [
-                        f"The answer is longer than the {settings.MAX_ANSWER_SECONDS} second "
-                        "limit; record a shorter one."
-                    ]
-                },
-                code="too_long",
-            )
         return attrs | {"content_type": audio.CONTAINERS[container]}
 
 
@@ -177,7 +163,7 @@ class ErrorBodySerializer(serializers.Serializer):
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
         help_text="Validation errors only: the code of each message in `fields`, in order "
-        "(`required`, `too_long`, `max_value`, ...).",
+        "(`required`, `unreadable`, `max_value`, ...).",
     )
 
 

@@ -1,5 +1,6 @@
 """Bad input gets a clear JSON error with the right status, and changes nothing."""
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,12 +101,6 @@ CASES = {
         413,
         "too_large",
         "larger than the 25 MB limit",
-    ),
-    "answer longer than the maximum duration": (
-        lambda s, i, o: Upload(audio=s("This answer runs on for longer than the limit allows.")),
-        400,
-        "invalid",
-        "longer than the 2 second limit",
     ),
     "unknown session": (
         lambda s, i, o: Upload(audio=s("hello"), url="/api/upload-answer/987654/1"),
@@ -210,6 +205,33 @@ def test_corrupt_audio_that_passes_the_sniff_is_refused_at_upload_with_a_clear_e
     assert response.status_code == 400
     assert error in response.json()["error"]["message"]
     assert stored_state(gridfs) == before
+
+
+def test_an_answer_longer_than_the_limit_fails_with_the_reason_and_never_reaches_the_engine(
+    api_client, interview, send, gridfs, scripted_engine, spoken, settings, caplog
+):
+    """The length is measured by the job (the upload stays fast under load): the answer is
+    accepted, then fails for good with what to do, and no engine ever hears it."""
+    settings.MAX_ANSWER_SECONDS = 2
+    audio = spoken("This answer runs on for longer than the limit allows.", "webm")
+
+    response = send(Upload(audio=scripted_engine.say(audio, "never transcribed")))
+    assert response.status_code == 202
+    with caplog.at_level("INFO", logger="transcription.services"):
+        assert run_queued_jobs() == 1
+
+    transcription = Answer.objects.get().transcription
+    assert transcription.status == "failed"
+    assert transcription.error == (
+        "The answer is longer than the 2 second limit; record a shorter one."
+    )
+    assert scripted_engine.calls == []
+    measured = float(re.search(r"measuring stopped at ([\d.]+) s", caplog.text).group(1))
+    assert 2 < measured <= 2.02  # the limit plus at most one 20 ms Opus packet
+    question = interview.ordered_questions()[0]
+    status = api_client.get(f"/api/transcription-status/{interview.pk}/{question.pk}").json()
+    assert status["status"] == "failed"
+    assert status["error"] == transcription.error
 
 
 def test_analyze_without_answers_is_refused(api_client, interview):

@@ -81,6 +81,41 @@ def opus_packet_samples(packet: bytes) -> int:
     return frame * (packet[1] & 0x3F)  # code 3: the frame count is in the next byte
 
 
+def probe(source: BinaryIO) -> None:
+    """Refuse at once a file that is not an answer: no audio stream, a video stream, or audio
+    whose first packets do not decode (an image or a video in an ISO-BMFF or Matroska
+    container passes the sniff of the first bytes; so does a header followed by garbage).
+
+    Its length is measured by the transcription job (``decoded_length``), not here: demuxing
+    a whole answer re-takes the GIL for every packet, and among the web worker's other
+    threads each re-take waits its turn, which made the upload wait grow with the load.
+    """
+    import av
+
+    position = source.tell()
+    try:
+        with av.open(source, mode="r") as container:
+            _audio_stream(container)
+            if not any(True for _ in container.decode(audio=0)):
+                raise UnreadableAudio(
+                    "The file holds no audio to transcribe; record the answer again."
+                )
+            # Stops at the first frame: the generator is closed with the container.
+    except (av.FFmpegError, OSError, ValueError, IndexError, EOFError) as exc:
+        logger.info("Upload refused, audio not decodable: %s: %s", type(exc).__name__, exc)
+        raise UnreadableAudio("The audio could not be decoded; record the answer again.") from None
+    finally:
+        source.seek(position)
+
+
+def _audio_stream(container):
+    if container.streams.video:
+        raise UnreadableAudio("The file holds video; upload the answer as audio only.")
+    if not container.streams.audio:
+        raise UnreadableAudio("The file holds no audio; record the answer again.")
+    return container.streams.audio[0]
+
+
 def decoded_length(source: BinaryIO, *, limit_seconds: float) -> DecodedLength:
     """Measure the audio a decoder would produce, stopping as soon as it passes the limit.
 
@@ -97,11 +132,7 @@ def decoded_length(source: BinaryIO, *, limit_seconds: float) -> DecodedLength:
     position = source.tell()
     try:
         with av.open(source, mode="r") as container:
-            if container.streams.video:
-                raise UnreadableAudio("The file holds video; upload the answer as audio only.")
-            if not container.streams.audio:
-                raise UnreadableAudio("The file holds no audio; record the answer again.")
-            stream = container.streams.audio[0]
+            stream = _audio_stream(container)
             if stream.codec_context.name == "opus":
                 length = _opus_length(container, stream, limit_seconds)
             else:

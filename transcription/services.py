@@ -43,6 +43,15 @@ ALLOWED = {
     Status.COMPLETED: set(),
 }
 NO_AUDIO = "The recording is no longer stored; record the answer again."
+
+
+def too_long_message() -> str:
+    return (
+        f"The answer is longer than the {settings.MAX_ANSWER_SECONDS} second limit; "
+        "record a shorter one."
+    )
+
+
 UNEXPECTED = "Transcription failed unexpectedly; record the answer again or try later."
 
 
@@ -200,6 +209,16 @@ def transcription_run(*, transcription_id: int) -> str:
     try:
         with worker.releasable():
             audio = storage.get_audio(file_id)
+            length = decoded_length(io.BytesIO(audio), limit_seconds=settings.MAX_ANSWER_SECONDS)
+            if length.over_limit:
+                logger.info(
+                    "Refused before the engine: transcription=%s, measuring stopped at "
+                    "%.3f s of audio, over the %s s limit",
+                    transcription.pk,
+                    length.seconds,
+                    settings.MAX_ANSWER_SECONDS,
+                )
+                return _fail(transcription, too_long_message())
             started = time.monotonic()
             transcript = get_transcriber().transcribe(
                 audio,
@@ -213,6 +232,8 @@ def transcription_run(*, transcription_id: int) -> str:
         return _release(transcription)
     except storage.AudioNotFound:
         return _fail(transcription, NO_AUDIO)
+    except UnreadableAudio as exc:
+        return _fail(transcription, str(exc))
     except storage.StorageUnavailable as exc:
         return _retry_later(transcription, "The audio store could not be reached.", exc)
     except TranscriptionError as exc:
@@ -234,7 +255,10 @@ def transcription_run(*, transcription_id: int) -> str:
         transcript=transcript.text,
         language=transcript.language,
         words=[word.as_dict() for word in transcript.words],
-        audio_seconds=_audio_seconds(transcript, audio),
+        # With engine_seconds, the real-time factor on the operators' dashboard.
+        audio_seconds=(
+            length.seconds if transcript.audio_seconds is None else transcript.audio_seconds
+        ),
         transcribed_at=timezone.now(),
         engine_seconds=engine_seconds,
         error="",
@@ -250,17 +274,6 @@ def transcription_run(*, transcription_id: int) -> str:
     )
     _delete_completed_audio(completed)
     return "completed"
-
-
-def _audio_seconds(transcript, audio: bytes) -> float | None:
-    """Return the recording's length: the engine's word, else decoded here (plain json)."""
-    # With engine_seconds, the real-time factor on the operators' dashboard.
-    if transcript.audio_seconds is not None:
-        return transcript.audio_seconds
-    try:
-        return decoded_length(io.BytesIO(audio), limit_seconds=settings.MAX_ANSWER_SECONDS).seconds
-    except UnreadableAudio:
-        return None
 
 
 def _describe(metadata: dict) -> str:
