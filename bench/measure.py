@@ -22,7 +22,7 @@ UPLOAD_STEPS = [
     ("throttle (shared cache)", "sessions_app.throttling", "AtomicRateThrottle", "allow_request"),
     ("session lookup", "sessions_app.api", None, "get_own_session"),
     ("multipart parsing", "rest_framework.parsers", "MultiPartParser", "parse"),
-    ("length check (audio measured)", "transcription.audio", None, "decoded_length"),
+    ("audio probe (first frame)", "transcription.audio", None, "probe"),
     ("GridFS write", "transcription.storage", None, "store_audio"),
     ("database (answer row, commit)", "sessions_app.services", None, "_answer_record"),
     ("transcription row", "sessions_app.services", None, "transcription_create"),
