@@ -131,10 +131,13 @@ def test_whisper_model_names_another_ctranslate2_model_and_it_is_never_written(
     settings.WHISPER_MODEL = str(operator)
 
     try:
-        transcript = LocalWhisperTranscriber().transcribe(spoken(SENTENCES[2]), language="en")
+        # The three sentences in one recording, measured as the other accuracy tests do:
+        # one short sentence's word error rate swings with the CPU's int8 kernels.
+        reference = " ".join(SENTENCES)
+        transcript = LocalWhisperTranscriber().transcribe(spoken(reference), language="en")
     finally:
         operator.chmod(0o755)
-    assert word_error_rate(SENTENCES[2], transcript.text) <= 0.25, transcript.text
+    assert word_error_rate(reference, transcript.text) <= 0.25, transcript.text
     assert {path.name: path.lstat().st_mtime_ns for path in operator.iterdir()} == before
     assert model_path() == operator
 
