@@ -103,7 +103,10 @@ class AnswerUploadSerializer(serializers.Serializer):
                 },
                 code="too_long",
             )
-        return attrs | {"content_type": audio.CONTAINERS[container]}
+        return attrs | {
+            "content_type": audio.CONTAINERS[container],
+            "audio_seconds": length.seconds,  # decoded: retry_after estimates from it
+        }
 
 
 class AnswerStatusSerializer(serializers.ModelSerializer):
@@ -160,6 +163,19 @@ class AnswerResultSerializer(AnswerStatusSerializer):
             "words",
             "delivery",
         ]
+
+
+def analysis_data(analysis) -> dict:
+    """The body of a successful analyze, also sent as the stream's ``analysis`` event."""
+    failed = [a for a in analysis.answers if a.transcription.status == Answer.Status.FAILED]
+    return {
+        "status": "success",
+        "final_score": analysis.final_score,
+        "scored_count": analysis.scored_count,
+        "unscored_count": analysis.unscored_count,
+        "failed_count": len(failed),
+        "answers": AnswerResultSerializer(analysis.answers, many=True).data,
+    }
 
 
 # --- Response shapes, for the OpenAPI document -----------------------------------------

@@ -116,7 +116,13 @@ def task_name(transcription_id: int) -> str:
 
 @transaction.atomic
 def transcription_create(
-    *, file_id: str, content_type: str, language: str = "", metadata: dict, prompt: str = ""
+    *,
+    file_id: str,
+    content_type: str,
+    language: str = "",
+    metadata: dict,
+    prompt: str = "",
+    audio_seconds: float | None = None,
 ) -> Transcription:
     """Record a stored recording as queued and enqueue its job, in one transaction."""
     transcription = Transcription.objects.create(
@@ -125,6 +131,7 @@ def transcription_create(
         language_hint=language,
         metadata=metadata,
         prompt=prompt,
+        audio_seconds=audio_seconds,
     )
     _give_a_job(transcription)
     _announce(transcription, None, Status.QUEUED)
