@@ -16,17 +16,13 @@ Writes bench/results/events.json and events.md (events-quick.* with --quick).
 
 import argparse
 import asyncio
-import contextlib
 import io
 import json
 import math
 import multiprocessing
 import os
 import resource
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,56 +33,18 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+from fake_openai import FakeOpenAI
+from harness import ROOT, Process, free_port, port_open, rss_kib, wait_for
+
 RESULTS = ROOT / "bench" / "results"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(condition, *, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"Timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-    return value
-
-
-class Process:
-    def __init__(self, args: list[str], *, env: dict, log: Path):
-        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.log = log
-        self.popen = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            os.kill(self.popen.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(15)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self._log.close()
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
-    return found
-
-
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return rss_kib(pid)[0] / 1024
+
+
+def thread_count(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -142,11 +100,14 @@ class Stack:
         self.mongo = self._manage(
             "mongo", "embedded_mongo", f"--port={mongo_port}", f"--path={folder / 'mongo.db'}"
         )
-        wait_for(lambda: _listening(mongo_port), timeout=60, what="the embedded MongoDB")
+        wait_for(lambda: port_open(mongo_port), timeout=60, what="the embedded MongoDB")
 
     def _manage(self, name: str, *args: str) -> Process:
         process = Process(
-            [sys.executable, "manage.py", *args], env=self.env, log=self.folder / f"{name}.log"
+            [sys.executable, "manage.py", *args],
+            env=self.env,
+            log=self.folder / f"{name}.log",
+            name=name,
         )
         self.processes.append(process)
         return process
@@ -174,24 +135,20 @@ class Stack:
             ["bash", "-c", f"exec {command}"],
             env=self.env | {"PORT": str(port), "GUNICORN_CMD_ARGS": "--graceful-timeout 3"},
             log=self.folder / "web.log",
+            name="web",
         )
         self.processes.append(process)
-        wait_for(lambda: _listening(port), timeout=60, what="the web process")
+        wait_for(lambda: port_open(port), timeout=60, what="the web process")
         return f"http://127.0.0.1:{port}", process
 
     def qcluster(self) -> Process:
         cluster = self._manage("qcluster", "qcluster")
-        wait_for(lambda: "ready for work" in cluster.log.read_text(), timeout=60, what="qcluster")
+        cluster.wait_until("ready for work", timeout=60)
         return cluster
 
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop()
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def make_candidates(count: int) -> list[str]:
@@ -387,13 +344,13 @@ def phase_idle_streams(
 
     from sessions_app.services import session_create
 
-    (worker,) = children(web.popen.pid)
+    (worker,) = web.children()
     user = get_user_model().objects.create_user(f"bench-streams-{time.time_ns()}")
     token = Token.objects.create(user=user).key
     uploader = make_candidates(1)[0]
     paced_uploads(url, uploader, count=5, per_second=pace, audio=audio)  # warm up
     rss_before = rss_mib(worker)
-    threads_before = len(list(Path(f"/proc/{worker}/task").iterdir()))
+    threads_before = thread_count(worker)
     idle_before = idle_cpu_percent(worker)
     cpu = cpu_seconds(worker)
     without = paced_uploads(url, uploader, count=uploads, per_second=pace, audio=audio)
@@ -409,7 +366,7 @@ def phase_idle_streams(
     wait_for(lambda: opened.value == streams, timeout=300, what=f"{streams} streams to open")
     time.sleep(2)
     rss_with = rss_mib(worker)
-    threads_with = len(list(Path(f"/proc/{worker}/task").iterdir()))
+    threads_with = thread_count(worker)
     idle_with = idle_cpu_percent(worker)
     cpu = cpu_seconds(worker)
     with_streams = paced_uploads(url, uploader, count=uploads, per_second=pace, audio=audio)
@@ -512,9 +469,6 @@ def main() -> int:
     uploads = args.uploads or (20 if args.quick else 60)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * streams + 1024)), hard))
-
-    sys.path.insert(0, str(ROOT))
-    from tests.openai_server import FakeOpenAI  # the fake API, as `make bench` uses it
 
     api = FakeOpenAI(latency=tuple(args.latency), keep_requests=False).start()
     folder = Path(tempfile.mkdtemp(prefix="bench-events-"))
