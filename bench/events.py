@@ -93,7 +93,10 @@ class Stack:
             "TRANSCRIBER": "openai",
             "OPENAI_API_KEY": "bench",
             "UPLOAD_RATE_LIMIT": "1000000/minute",
+            "SESSION_RATE_LIMIT": "1000000/minute",
+            "MAX_PENDING_PER_USER": "1000000",
             "Q_WORKERS": str(queue_workers),
+            "WEB_CONCURRENCY": "1",  # one web process holds every stream and serves the uploads
             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         }
         self.processes: list[Process] = []
@@ -138,7 +141,9 @@ class Stack:
             name="web",
         )
         self.processes.append(process)
-        wait_for(lambda: port_open(port), timeout=60, what="the web process")
+        wait_for(
+            lambda: port_open(port) and process.children(), timeout=60, what="the web worker"
+        )
         return f"http://127.0.0.1:{port}", process
 
     def qcluster(self) -> Process:
