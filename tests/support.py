@@ -179,11 +179,14 @@ class Web:
             ["bash", "-c", f"exec {procfile_web_command()}"],
             log=tmp_path / f"web-{name}.log",
             env=process_env(
-                PORT=str(self.port),
-                PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-                DATABASE_URL=database_url(),
-                GUNICORN_CMD_ARGS="--graceful-timeout 2",
-                **env,
+                **{"WEB_CONCURRENCY": "1"}
+                | env
+                | {
+                    "PORT": str(self.port),
+                    "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+                    "DATABASE_URL": database_url(),
+                    "GUNICORN_CMD_ARGS": "--graceful-timeout 2",
+                }
             ),
             stop_timeout=10,
         )
@@ -200,6 +203,11 @@ class Web:
         except requests.RequestException:
             return False
         return True
+
+    def worker_threads(self) -> int:
+        """Return how many threads the web process's (one) worker runs."""
+        (worker,) = self.server.children()
+        return len(list(Path(f"/proc/{worker}/task").iterdir()))
 
     def stop(self):
         self.server.stop()

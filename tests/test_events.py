@@ -23,7 +23,7 @@ from tests.support import (
 from transcription.models import Transcription
 from transcription.services import transcription_run
 
-TEST_REDIS_URL = "redis://127.0.0.1:6379/12"
+TEST_REDIS_URL = "redis://127.0.0.1:6379/11"  # the tests' Redis database
 PASSWORD = "correct horse battery"
 
 
@@ -276,6 +276,26 @@ def test_streams_are_refused_or_closed_like_the_rest_of_the_api(
         )
     reopened = requests.get(events_url.format(second.pk), headers=auth(token), timeout=10)
     assert reopened.status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_open_streams_hold_no_thread_of_the_web_process(start_web, readers, candidate):
+    """Under Django's own ASGI handler each open stream kept a thread of its own."""
+    user, token = candidate
+    web = start_web("a")
+    sessions = [session_create(user=user, question_count=1) for _ in range(60)]
+    first = readers(f"{web.url}/api/sessions/{sessions[0].pk}/events", headers=auth(token))
+    assert first.status_code == 200  # the headers come once the view has run
+    before = web.worker_threads()
+    streams = [
+        readers(f"{web.url}/api/sessions/{session.pk}/events", headers=auth(token))
+        for session in sessions[1:]
+    ]
+    assert {stream.status_code for stream in streams} == {200}
+    assert not any(stream.ended.is_set() for stream in streams)
+    # The shared pool (at most a few threads) may grow; nothing grows with the streams.
+    assert web.worker_threads() - before < 10
 
 
 @pytest.mark.django_db
