@@ -141,9 +141,7 @@ class Stack:
             name="web",
         )
         self.processes.append(process)
-        wait_for(
-            lambda: port_open(port) and process.children(), timeout=60, what="the web worker"
-        )
+        wait_for(lambda: port_open(port) and process.children(), timeout=60, what="the web worker")
         return f"http://127.0.0.1:{port}", process
 
     def qcluster(self) -> Process:
@@ -436,16 +434,19 @@ def report(results: dict) -> str:
         "",
         f"## {idle['streams']} idle streams on one web process (one uvicorn worker)",
         "",
-        "| | upload p50 | upload p95 | web worker RSS | its CPU idle | its CPU per upload |",
-        "|---|---|---|---|---|---|",
+        "| | upload p50 | upload p95 | web worker RSS | its threads | its CPU idle "
+        "| its CPU per upload |",
+        "|---|---|---|---|---|---|---|",
         f"| no stream open | {idle['upload_ms_without_streams']['p50']} ms "
         f"| {idle['upload_ms_without_streams']['p95']} ms "
         f"| {idle['web_rss_mib']['without_streams']} MiB "
+        f"| {idle['web_threads']['without_streams']} "
         f"| {idle['web_cpu_idle_percent']['without_streams']} % "
         f"| {idle['web_cpu_ms_per_upload']['without_streams']} ms |",
         f"| {idle['streams']} streams open | {idle['upload_ms_with_streams']['p50']} ms "
         f"| {idle['upload_ms_with_streams']['p95']} ms "
         f"| {idle['web_rss_mib']['with_streams']} MiB "
+        f"| {idle['web_threads']['with_streams']} "
         f"| {idle['web_cpu_idle_percent']['with_streams']} % "
         f"| {idle['web_cpu_ms_per_upload']['with_streams']} ms |",
         "",
