@@ -11,7 +11,8 @@ one uvicorn worker, a qcluster) and measures, side by side in one run:
 2. Idle streams: the upload wait (p50/p95) at a steady pace with no stream open, then with
    ``--streams`` idle streams held by the same web process, and that process's memory.
 
-Writes bench/results/events.json and events.md (events-quick.* with --quick).
+Writes bench/results/events.json and events.md (events-quick.* with --quick; events-postgresql.*
+with DATABASE_URL on PostgreSQL).
 """
 
 import argparse
@@ -505,6 +506,8 @@ def main() -> int:
         "idle_streams": idle,
     }
     name = "events-quick" if args.quick else "events"
+    if connection.vendor != "sqlite":  # the default database keeps the plain name
+        name += f"-{connection.vendor}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     text = report(results)
