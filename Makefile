@@ -18,7 +18,7 @@ export DJANGO_DEBUG ?= 1
 # the names differ); `make test` installs the missing ones.
 TEST_PACKAGES ?= espeak-ng ffmpeg chromium promtool:prometheus openssl
 
-.PHONY: install setup run test lint bench bench-scaling system-packages fuzz
+.PHONY: install setup run test lint bench bench-events bench-scaling system-packages fuzz
 
 $(BIN)/.installed: requirements.txt requirements-local.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.13 is needed (python3.13 on PATH or under pyenv)"; exit 1; }
@@ -73,6 +73,11 @@ lint: install
 # duplicated or orphaned answer. BENCH_ARGS passes options: `make bench BENCH_ARGS=--help`.
 bench: install system-packages
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+# The live event stream against polling ("Finish -> results"), and 1,000 idle streams on one
+# web process (its memory, the upload wait beside them); QUICK=1 for a small run.
+bench-events: install
+	$(BIN)/python -m bench.events $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 # How cost grows with the work (candidates, web workers, clusters) on SQLite and PostgreSQL
 # (BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/interview_bench): about

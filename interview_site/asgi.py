@@ -1,6 +1,172 @@
+"""The web process's ASGI application (the Procfile runs it under uvicorn workers).
+
+Two things happen here before Django's ASGI handler: the body limit (from the headers, before
+a byte of the body is read), and the live event streams, which are served without Django's
+handler holding a thread for each open stream (see ``stream``).
+"""
+
+import asyncio
+import io
+import json
 import os
+import re
+from contextlib import aclosing
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "interview_site.settings")
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+# After the app has configured Django:
+from asgiref.sync import sync_to_async  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.core import signals  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix  # noqa: E402
+from django.core.handlers.base import BaseHandler  # noqa: E402
+from django.urls import Resolver404, resolve, set_script_prefix  # noqa: E402
+
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+# The URL names whose GET answers a long-lived stream (StreamingHttpResponse over an async
+# iterator), and a cheap test of the path before the resolver is asked.
+STREAM_URL_NAMES = {"session-events"}
+STREAM_PATH = re.compile(r"/events/?$")
+
+
+async def application(scope, receive, send):
+    """Django's ASGI application behind the body limit, with the event streams beside it.
+
+    Django's ASGI handler reads (and spools) the whole body before any middleware runs, so
+    under ASGI the limit must be enforced here, from the headers, before a byte of the body
+    is read: a body over MAX_REQUEST_BYTES is 413, a chunked one (no length) 411, exactly as
+    RequestBodyLimitMiddleware answers under WSGI.
+    """
+    if scope["type"] == "http":
+        refusal = _refusal(scope)
+        if refusal is not None:
+            status, code, message = refusal
+            await _send_error(scope, send, status, code, message)
+            return
+        if _is_stream(scope):
+            await stream(scope, receive, send)
+            return
+    await django_application(scope, receive, send)
+
+
+def _is_stream(scope) -> bool:
+    if scope["method"] != "GET" or not STREAM_PATH.search(scope["path"]):
+        return False
+    try:
+        return resolve(scope["path"]).url_name in STREAM_URL_NAMES
+    except Resolver404:
+        return False
+
+
+class _SyncHandler(BaseHandler):
+    """Django's request handling with the synchronous middleware, as a WSGI worker runs it."""
+
+    def __init__(self):
+        super().__init__()
+        self.load_middleware(is_async=False)
+
+    def respond(self, scope):
+        """Run the request through the middleware and the view (in a worker thread)."""
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=ASGIHandler, scope=scope)
+        request = ASGIRequest(scope, io.BytesIO())
+        response = self.get_response(request)
+        # The request is done (the access checked, the headers set); a streaming body is an
+        # async iterator that the response's closers leave alone.
+        response.close()
+        return response
+
+
+_sync_handler = _SyncHandler()
+
+
+async def stream(scope, receive, send):
+    """Serve a stream's GET: the view once in a worker thread, then its body in the loop.
+
+    Under Django's ASGI handler each open stream kept a thread (its per-request
+    ThreadSensitiveContext, which the synchronous middleware runs in) and its middleware
+    adapters: 1,000 idle streams meant 1,000 threads in the process serving the uploads.
+    Here the middleware, authentication and the view run once, in the shared pool, so every
+    answer (401, 404, 400, the headers) is exactly the API's; then the body (an async
+    generator waiting on the process's event hub) is sent from the event loop, holding no
+    thread, until it ends or the client goes away.
+    """
+    response = await sync_to_async(_sync_handler.respond, thread_sensitive=False)(scope)
+    headers = [
+        (str(name).encode("latin-1"), str(value).encode("latin-1"))
+        for name, value in response.items()
+    ]
+    headers += [(b"set-cookie", c.OutputString().encode()) for c in response.cookies.values()]
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    if not (response.streaming and response.is_async):
+        body = response.content if not response.streaming else b"".join(response)
+        await send({"type": "http.response.body", "body": body})
+        return
+
+    async def send_body():
+        async with aclosing(aiter(response)) as content:
+            async for part in content:
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body"})
+
+    async def client_gone():
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    body, gone = asyncio.create_task(send_body()), asyncio.create_task(client_gone())
+    try:
+        await asyncio.wait({body, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # The client gone: closing the body ends its generator (it leaves the hub).
+        for task in (body, gone):
+            task.cancel()
+        await asyncio.gather(body, gone, return_exceptions=True)
+    if not body.cancelled() and body.exception() is not None:
+        raise body.exception()
+
+
+def _refusal(scope) -> tuple[int, str, str] | None:
+    headers = {name.lower(): value for name, value in scope.get("headers", [])}
+    declared = headers.get(b"content-length", b"").decode("latin-1").strip()
+    if headers.get(b"transfer-encoding") and not declared:
+        return (
+            411,
+            "length_required",
+            "Send the request with a Content-Length header; chunked bodies are not "
+            "accepted. Browsers and HTTP libraries do this when given a whole file.",
+        )
+    if not declared:
+        return None
+    if not declared.isascii() or not declared.isdigit():
+        return 400, "bad_length", "Content-Length is not a number."
+    if int(declared) > settings.MAX_REQUEST_BYTES:
+        limit = settings.MAX_UPLOAD_BYTES / 1024 / 1024
+        return (
+            413,
+            "too_large",
+            f"The request is larger than the {limit:g} MB limit for an audio upload.",
+        )
+    return None
+
+
+async def _send_error(scope, send, status: int, code: str, message: str) -> None:
+    if scope["path"].startswith("/api/"):
+        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        content_type = b"application/json"
+    else:
+        body, content_type = message.encode(), b"text/plain"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -392,6 +392,19 @@ SPECTACULAR_SETTINGS = {
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 CORS_URLS_REGEX = r"^/api/.*$"
 
+# Live session events (GET /api/sessions/{id}/events): a comment line this often keeps
+# proxies from closing an idle stream; credentials and the session are checked again this
+# often (at once on PostgreSQL/Redis, which announce deletions); on SQLite each web process
+# looks for new events this often.
+EVENTS_HEARTBEAT_SECONDS = env_int("EVENTS_HEARTBEAT_SECONDS", 15)
+EVENTS_RECHECK_SECONDS = env_int("EVENTS_RECHECK_SECONDS", 15)
+EVENTS_POLL_MS = env_int("EVENTS_POLL_MS", 100)
+# A stream ends after this long; the browser reconnects at once with Last-Event-ID, so this
+# only bounds how long one connection (and its proxy's state) lives.
+EVENTS_MAX_SECONDS = env_int("EVENTS_MAX_SECONDS", 600)
+# The LISTEN/NOTIFY or Redis pub/sub channel that wakes the web processes.
+EVENTS_CHANNEL = os.environ.get("EVENTS_CHANNEL") or "session_events"
+
 # Uploads above this are streamed to a temporary file by Django, never held in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_TEMP_DIR = os.environ.get("FILE_UPLOAD_TEMP_DIR") or None

@@ -2,10 +2,12 @@
 
 import hmac
 import logging
+from types import SimpleNamespace
 
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.db import InterfaceError, OperationalError
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.views import defaults
 from drf_spectacular.utils import (
@@ -19,21 +21,22 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.generics import GenericAPIView
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from transcription.storage import StorageUnavailable
 
-from . import services
+from . import services, streams
 from .health import health_check, public_view
 from .models import Answer, InterviewSession
 from .serializers import (
     AnalysisPendingSerializer,
     AnalysisSerializer,
-    AnswerResultSerializer,
     AnswerStatusSerializer,
     AnswerUploadSerializer,
     ErrorSerializer,
@@ -44,12 +47,12 @@ from .serializers import (
     TokenSerializer,
     UploadAcceptedSerializer,
     UploadTooLarge,
+    analysis_data,
 )
 from .throttling import AtomicRateThrottle
 
 logger = logging.getLogger(__name__)
 
-RETRY_AFTER_SECONDS = 5
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the audio
 
 
@@ -67,6 +70,8 @@ def exception_handler(exc, context):
             "Audio storage is unavailable; nothing was saved. Try again shortly.",
             code="storage_unavailable",
         )
+    elif isinstance(exc, Http404):  # raised by DRF itself, e.g. for an unknown ?format=
+        exc = exceptions.NotFound()
     elif isinstance(exc, OperationalError | InterfaceError):
         # Only an unreachable database; any other DatabaseError is a bug: a logged 500.
         logger.warning("Database unavailable: %s", exc)
@@ -296,6 +301,7 @@ class AnswerUploadApi(APIView):
                 question=question,
                 audio=serializer.validated_data["audio"],
                 content_type=serializer.validated_data["content_type"],
+                audio_seconds=serializer.validated_data["audio_seconds"],
             )
         except services.TooManyPending:
             raise TooManyPendingUploads() from None
@@ -409,28 +415,136 @@ class SessionAnalyzeApi(APIView):
                 "The session has no recorded answers to analyze yet.", code="no_answers"
             ) from None
         if analysis.pending_count:
+            retry_after = services.retry_after_estimate(answers=analysis.answers)
             return Response(
                 {
                     "status": "transcription_pending",
                     "message": f"Waiting for {analysis.pending_count} transcriptions to complete",
                     "pending_count": analysis.pending_count,
                     "processing_count": analysis.processing_count,
-                    "retry_after": RETRY_AFTER_SECONDS,
+                    "retry_after": retry_after,
                 },
                 status=status.HTTP_202_ACCEPTED,
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                headers={"Retry-After": str(retry_after)},
             )
-        failed = [a for a in analysis.answers if a.transcription.status == Answer.Status.FAILED]
-        return Response(
-            {
-                "status": "success",
-                "final_score": analysis.final_score,
-                "scored_count": analysis.scored_count,
-                "unscored_count": analysis.unscored_count,
-                "failed_count": len(failed),
-                "answers": AnswerResultSerializer(analysis.answers, many=True).data,
-            }
+        return Response(analysis_data(analysis))
+
+
+class AcceptHeaderNegotiation(DefaultContentNegotiation):
+    """The stream's format comes from the Accept header only (no ?format= override)."""
+
+    settings = SimpleNamespace(URL_FORMAT_OVERRIDE=None)
+
+
+# One item of the stream as an SSE parser sees it (data: JSON text, see README: Live events).
+EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "event": {
+            "type": "string",
+            "enum": ["queued", "processing", "completed", "failed", "analysis"],
+        },
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+    "required": ["id", "event", "data"],
+}
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets a client that accepts only text/event-stream (EventSource) reach the view; an
+    error before the stream starts is still the API's JSON error body."""
+
+    media_type = "text/event-stream"
+    format = "event-stream"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return JSONRenderer().render(data)
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="session_events",
+        summary="Live events of a session (Server-Sent Events)",
+        description=(
+            "A `text/event-stream` that stays open: one event per answer status change "
+            "(`queued`, `processing`, `completed` with the transcript, `failed` with the "
+            "reason), each `data` shaped like one entry of the session's status, then "
+            "`analysis` with the body of a successful analyze once nothing is pending. Each "
+            "event has an `id`; reconnect with `Last-Event-ID` (or `?last_event_id=`) to get "
+            "exactly the events after it. A `: keep-alive` comment line every 15 s. The "
+            "stream ends when the session is deleted or the credentials are revoked, and "
+            "after EVENTS_MAX_SECONDS (the client reconnects). See README: Live events."
+        ),
+        parameters=[
+            SESSION_ID,
+            OpenApiParameter("format", exclude=True),  # chosen by Accept only
+            OpenApiParameter(
+                "Last-Event-ID",
+                str,
+                OpenApiParameter.HEADER,
+                description="The id of the last event received: only later ones are sent.",
+            ),
+            OpenApiParameter(
+                "last_event_id",
+                str,
+                OpenApiParameter.QUERY,
+                description="The same as the Last-Event-ID header, for clients without headers.",
+            ),
+        ],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                EVENT_SCHEMA, description="The event stream: one item per event."
+            ),
+        }
+        | {
+            (code, "application/json"): OpenApiResponse(ErrorSerializer, description=ERRORS[code])
+            for code in (400, 401, 404)
+        },
+    ),
+)
+class SessionEventsApi(APIView):
+    """Server-Sent Events: each answer's status change, then the analysis (README: Live events)."""
+
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+    content_negotiation_class = AcceptHeaderNegotiation
+
+    def handle_exception(self, exc):
+        # An error before the stream starts is the API's JSON error, whatever was accepted.
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return super().handle_exception(exc)
+
+    def get(self, request, session_id):
+        session = get_own_session(request, session_id)
+        after = _last_event_id(request)
+        token = request.auth
+        access = streams.StreamAccess(
+            session_id=session.pk,
+            user_id=request.user.pk,
+            token_key=getattr(token, "key", None),
+            login_session_key=None if token else request.session.session_key,
         )
+        if isinstance(request._request, ASGIRequest):
+            body = streams.async_stream(access, after=after)
+        else:
+            body = streams.sync_stream(access, after=after)
+        response = StreamingHttpResponse(body, content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # nginx-style proxies: pass each event at once
+        return response
+
+
+def _last_event_id(request) -> int:
+    """The id of the last event the client has: the EventSource header, or ?last_event_id=."""
+    value = request.headers.get("Last-Event-ID") or request.query_params.get("last_event_id")
+    if not value:
+        return 0
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        raise exceptions.ValidationError(
+            {"last_event_id": ["Must be the id of an event this stream sent."]}
+        )
+    return int(value)
 
 
 @extend_schema_view(

@@ -29,6 +29,8 @@ class InterviewSessionQuerySet(models.QuerySet):
 class InterviewSession(models.Model):
     class Status(models.TextChoices):
         IN_PROGRESS = "in_progress", "In progress"
+        # Finish was pressed while answers were pending: analyzed when the last one lands.
+        ANALYZING = "analyzing", "Analyzing"
         ANALYZED = "analyzed", "Analyzed"
 
     user = models.ForeignKey(
@@ -122,3 +124,39 @@ class Answer(models.Model):
     @property
     def is_pending(self) -> bool:
         return self.transcription.is_pending
+
+
+class SessionEventQuerySet(models.QuerySet):
+    def after(self, session_id: int, event_id: int):
+        """Return a session's events newer than ``event_id``, oldest first."""
+        return self.filter(session_id=session_id, pk__gt=event_id).order_by("pk")
+
+
+class SessionEvent(models.Model):
+    """One event of a session's live stream, kept so a reconnecting client gets what it missed.
+
+    The id is the stream's event id: written under the session's row lock, so a session's
+    events commit in id order and "everything after id N" never skips one.
+    """
+
+    class Name(models.TextChoices):
+        QUEUED = "queued"
+        PROCESSING = "processing"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        ANALYSIS = "analysis"
+
+    id = models.BigAutoField(primary_key=True)
+    session = models.ForeignKey(InterviewSession, on_delete=models.CASCADE, related_name="events")
+    name = models.CharField(max_length=20, choices=Name)
+    data = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = SessionEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["session", "id"]
+        indexes = [models.Index(fields=["session", "id"], name="session_event_after")]
+
+    def __str__(self):
+        return f"Event {self.pk} ({self.name}) of session {self.session_id}"

@@ -86,10 +86,14 @@ class AnswerUploadSerializer(serializers.Serializer):
             raise UnsupportedAudio()
         try:
             # Its length (MAX_ANSWER_SECONDS) is measured by the transcription job.
-            audio.probe(upload)
+            declared_seconds = audio.probe(upload)
         except audio.UnreadableAudio as exc:
             raise serializers.ValidationError({"audio": [str(exc)]}, code="unreadable") from None
-        return attrs | {"content_type": audio.CONTAINERS[container]}
+        return attrs | {
+            "content_type": audio.CONTAINERS[container],
+            # The header's word, for the retry_after estimate only; the job measures it.
+            "audio_seconds": declared_seconds,
+        }
 
 
 class AnswerStatusSerializer(serializers.ModelSerializer):
@@ -146,6 +150,19 @@ class AnswerResultSerializer(AnswerStatusSerializer):
             "words",
             "delivery",
         ]
+
+
+def analysis_data(analysis) -> dict:
+    """The body of a successful analyze, also sent as the stream's ``analysis`` event."""
+    failed = [a for a in analysis.answers if a.transcription.status == Answer.Status.FAILED]
+    return {
+        "status": "success",
+        "final_score": analysis.final_score,
+        "scored_count": analysis.scored_count,
+        "unscored_count": analysis.unscored_count,
+        "failed_count": len(failed),
+        "answers": AnswerResultSerializer(analysis.answers, many=True).data,
+    }
 
 
 # --- Response shapes, for the OpenAPI document -----------------------------------------

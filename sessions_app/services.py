@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 import random
 import statistics
 from dataclasses import dataclass
@@ -19,13 +20,20 @@ from transcription.models import Transcription
 from transcription.services import audio_discard, transcription_create, transcription_delete
 
 from . import signals
+from .events import event_record
 from .models import Answer, InterviewSession, Question, SessionQuestion
 from .prompt import transcription_prompt
 from .scoring import ScoringError, get_scorer
+from .serializers import analysis_data
 
 logger = logging.getLogger(__name__)
 
 QUESTION_BANK = Path(__file__).with_name("question_bank.json")
+# retry_after: the engine's speed from this many recent completions; before any, a guess
+# (seconds of engine time per second of audio, and an answer's length).
+RECENT_COMPLETIONS = 20
+DEFAULT_ENGINE_SPEED = 0.5
+DEFAULT_AUDIO_SECONDS = 20.0
 NO_SPEECH = "No speech was detected in the recording, so there is nothing to score."
 
 
@@ -68,7 +76,12 @@ def session_create(
 
 
 def answer_submit(
-    *, session: InterviewSession, question: Question, audio, content_type: str
+    *,
+    session: InterviewSession,
+    question: Question,
+    audio,
+    content_type: str,
+    audio_seconds: float | None = None,
 ) -> Answer:
     """Store the recording and make it the answer's, queued for transcription.
 
@@ -84,6 +97,7 @@ def answer_submit(
             file_id=file_id,
             content_type=content_type,
             metadata=metadata,
+            audio_seconds=audio_seconds,
         )
     except BaseException:
         # Nothing refers to the recording: remove it now, or cleanup_audio will.
@@ -110,7 +124,15 @@ def pending_cap_check(*, session: InterviewSession, question: Question) -> None:
 
 
 @transaction.atomic
-def _answer_record(*, session, question, file_id: str, content_type: str, metadata: dict) -> Answer:
+def _answer_record(
+    *,
+    session,
+    question,
+    file_id: str,
+    content_type: str,
+    metadata: dict,
+    audio_seconds: float | None = None,
+) -> Answer:
     # The session's row lock serializes its uploads and its analysis: two first uploads for
     # one question cannot both insert, and analyze sees every answer that committed.
     session = InterviewSession.objects.select_for_update().get(pk=session.pk)
@@ -123,6 +145,7 @@ def _answer_record(*, session, question, file_id: str, content_type: str, metada
         content_type=content_type,
         language=session.language,
         metadata=metadata,
+        audio_seconds=audio_seconds,
         prompt=transcription_prompt(question=question),
     )
     answer = Answer.objects.filter(session=session, question=question).first()
@@ -222,6 +245,9 @@ def session_analyze(*, session: InterviewSession) -> Analysis:
     if not answers:
         raise NoAnswers
     if pending := _pending(answers):
+        InterviewSession.objects.filter(
+            pk=session.pk, status=InterviewSession.Status.IN_PROGRESS
+        ).update(status=InterviewSession.Status.ANALYZING)
         return pending
     for answer in answers:
         completed = answer.transcription.status == Transcription.Status.COMPLETED
@@ -230,7 +256,7 @@ def session_analyze(*, session: InterviewSession) -> Analysis:
     with transaction.atomic():
         # Under the session's lock, which every upload takes: re-read, since a recording
         # may have committed while the answers were being scored.
-        InterviewSession.objects.select_for_update().get(pk=session.pk)
+        before = InterviewSession.objects.select_for_update().get(pk=session.pk)
         answers = _session_answers(session)
         if pending := _pending(answers):
             return pending
@@ -241,8 +267,15 @@ def session_analyze(*, session: InterviewSession) -> Analysis:
             final_score=final_score,
             analyzed_at=timezone.now(),
         )
+        analysis = Analysis(
+            pending_count=0, processing_count=0, answers=answers, final_score=final_score
+        )
+        analyzed = InterviewSession.Status.ANALYZED
+        if before.status != analyzed or before.final_score != final_score:
+            # The stream's "analysis" event, once per new result (not per repeated analyze).
+            event_record(session_id=session.pk, name="analysis", data=analysis_data(analysis))
         transaction.on_commit(partial(_announce, signals.session_analyzed, session_id=session.pk))
-    return Analysis(pending_count=0, processing_count=0, answers=answers, final_score=final_score)
+    return analysis
 
 
 def _announce(signal, **change) -> None:
@@ -285,3 +318,52 @@ def sessions_expire(*, days: int | None = None) -> int:
     if expired:
         logger.info("Deleted %s sessions older than %s days", len(expired), days)
     return len(expired)
+
+
+def session_analyze_when_done(*, session_id: int) -> None:
+    """Analyze the session once no answer waits for a transcript, if the candidate has
+    pressed Finish or has answered every question (so analyze then answers at once)."""
+    session = InterviewSession.objects.filter(pk=session_id).first()
+    if session is None or Answer.objects.filter(session=session).pending().exists():
+        return
+    finished = session.status == InterviewSession.Status.ANALYZING
+    answered_all = session.answers.count() == session.sessionquestion_set.count()
+    if not (finished or answered_all):
+        return
+    session_analyze(session=session)  # the answer that just changed is there: never NoAnswers
+
+
+def retry_after_estimate(*, answers: list[Answer]) -> int:
+    """Seconds until the pending answers are likely transcribed, within [1, 30].
+
+    Their audio length (where known; else the average of recent ones) times the engine's
+    measured seconds per audio second over recent completions, shared among the workers.
+    """
+    pending = [answer.transcription for answer in answers if answer.is_pending]
+    if not pending:
+        return 1
+    recent = list(
+        Transcription.objects.filter(
+            status=Transcription.Status.COMPLETED,
+            audio_seconds__gt=0,
+            engine_seconds__isnull=False,
+        )
+        .order_by("-transcribed_at")
+        .values_list("audio_seconds", "engine_seconds")[:RECENT_COMPLETIONS]
+    )
+    if recent:
+        speed = sum(engine for _, engine in recent) / sum(audio for audio, _ in recent)
+        typical_audio = statistics.fmean(audio for audio, _ in recent)
+    else:
+        speed, typical_audio = DEFAULT_ENGINE_SPEED, DEFAULT_AUDIO_SECONDS
+    now = timezone.now()
+    remaining = []
+    for transcription in pending:
+        seconds = (transcription.audio_seconds or typical_audio) * speed
+        if transcription.status == Transcription.Status.PROCESSING:
+            started = transcription.processing_started_at or now
+            seconds -= (now - started).total_seconds()
+        remaining.append(max(seconds, 0.0))
+    workers = max(1, min(len(pending), settings.Q_CLUSTER["workers"]))
+    estimate = max(max(remaining), sum(remaining) / workers)
+    return int(min(max(math.ceil(estimate), 1), 30))

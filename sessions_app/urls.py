@@ -14,6 +14,9 @@ urlpatterns = [
     re_path(r"^sessions/?$", api.SessionListCreateApi.as_view(), name="sessions"),
     re_path(rf"^sessions/{SESSION}/?$", api.SessionDetailApi.as_view(), name="session-detail"),
     re_path(
+        rf"^sessions/{SESSION}/events/?$", api.SessionEventsApi.as_view(), name="session-events"
+    ),
+    re_path(
         rf"^upload-answer/{SESSION}/{QUESTION}/?$",
         api.AnswerUploadApi.as_view(),
         name="upload-answer",

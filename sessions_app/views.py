@@ -44,10 +44,12 @@ def interview_detail(request, session_id):
             "session": session,
             "page": {
                 "session_id": session.pk,
-                "analyzed": session.status == InterviewSession.Status.ANALYZED,
+                # Finish was pressed: the page goes straight to the results (or waits for them).
+                "analyzed": session.status != InterviewSession.Status.IN_PROGRESS,
                 "questions": questions,
                 "status_url": reverse("session-status", args=[session.pk]),
                 "analyze_url": reverse("analyze", args=[session.pk]),
+                "events_url": reverse("session-events", args=[session.pk]),
             },
         },
     )

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from sessions_app.services import question_bank_load, session_create
 from tests.engines import ScriptedTranscriber
-from tests.support import EmbeddedMongo, speak, wait_for
+from tests.support import EmbeddedMongo, Web, speak, wait_for
 from transcription import storage
 
 TEST_MONGODB_DB = "interview_practice_test"
@@ -114,3 +114,18 @@ def upload(api_client, django_capture_on_commit_callbacks):
             )
 
     return post
+
+
+@pytest.fixture
+def start_web(tmp_path, mongo_uri):
+    servers = []
+
+    """Start the Procfile's web command (ASGI) on the test database; stopped after the test."""
+
+    def start(name: str, **env) -> Web:
+        servers.append(Web(tmp_path, name, **env))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()

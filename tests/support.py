@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import requests
 from django.db import connection
 from django.test import TestCase
 from django.utils.module_loading import import_string
@@ -159,6 +160,57 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
             )
         previous = current
     return previous[-1] / len(ref)
+
+
+def procfile_web_command() -> str:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("web:"):
+            return line.removeprefix("web:").strip()
+    raise AssertionError("Procfile has no web process")
+
+
+class Web:
+    """The Procfile's web command on the test database (one uvicorn worker by default)."""
+
+    def __init__(self, tmp_path: Path, name: str, **env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = Process(
+            ["bash", "-c", f"exec {procfile_web_command()}"],
+            log=tmp_path / f"web-{name}.log",
+            env=process_env(
+                **{"WEB_CONCURRENCY": "1"}
+                | env
+                | {
+                    "PORT": str(self.port),
+                    "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+                    "DATABASE_URL": database_url(),
+                    "GUNICORN_CMD_ARGS": "--graceful-timeout 2",
+                }
+            ),
+            stop_timeout=10,
+        )
+        try:
+            wait_for(lambda: self._answers() or not self.server.alive(), timeout=60, what=name)
+            assert self.server.alive(), self.server.output()
+        except BaseException:
+            self.server.stop()
+            raise
+
+    def _answers(self) -> bool:
+        try:
+            requests.get(f"{self.url}/api/sessions", timeout=5)
+        except requests.RequestException:
+            return False
+        return True
+
+    def worker_threads(self) -> int:
+        """Return how many threads the web process's (one) worker runs."""
+        (worker,) = self.server.children()
+        return len(list(Path(f"/proc/{worker}/task").iterdir()))
+
+    def stop(self):
+        self.server.stop()
 
 
 def start_gunicorn(tmp_path: Path, *, workers: int = 2, **env: str) -> tuple[str, Process]:

@@ -74,10 +74,11 @@ values = [{endpoint.pk}]
         DJANGO_SECRET_KEY="only-for-this-test",
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
         DATABASE_URL=database_url(),
+        EVENTS_MAX_SECONDS="1",  # a stream would otherwise stay open past the request timeout
     )
     server = Process(
-        [sys.executable, "-m", "gunicorn", "interview_site.wsgi", f"--bind=127.0.0.1:{port}"]
-        + ["--workers=2", "--timeout=60"],
+        [sys.executable, "-m", "gunicorn", "interview_site.asgi", f"--bind=127.0.0.1:{port}"]
+        + ["--worker-class=uvicorn_worker.UvicornWorker", "--workers=2", "--timeout=60"],
         log=tmp_path / "gunicorn.log",
         env=env,
     )

@@ -9,8 +9,10 @@ import time
 import wave
 
 import pytest
+import requests
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect, sync_playwright
+from rest_framework.authtoken.models import Token
 
 from sessions_app.delivery import delivery_feedback
 from sessions_app.models import InterviewSession
@@ -295,8 +297,8 @@ def test_an_answer_that_cannot_be_scored_still_shows_the_results(
     page.get_by_label("Username").fill("speaker")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
-
-    page.get_by_role("button", name="Finish").click()
+    # Every question answered and transcribed: the session was analyzed when the last
+    # transcript landed (issue 12), so the page opens on the results, no Finish needed.
 
     results = page.locator("#result-list > li")
     expect(results).to_have_count(2)
@@ -308,4 +310,106 @@ def test_an_answer_that_cannot_be_scored_still_shows_the_results(
     expect(results.nth(1).locator(".score-error")).to_contain_text("could not be scored")
     expect(results.nth(1).locator(".transcript")).to_have_text("unscorable")
     expect(page.get_by_text("Analyzing...")).to_have_count(0)
+    assert errors == []
+
+
+def open_interview(page, server_url: str, session: InterviewSession) -> list[str]:
+    """Log in on the interview's page; return the list the page's request URLs go into."""
+    seen: list[str] = []
+    page.on("request", lambda request: seen.append(request.url))
+    page.goto(f"{server_url}/accounts/login/?next=/interviews/{session.pk}/")
+    page.get_by_label("Username").fill("speaker")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(rf"/interviews/{session.pk}/$"))
+    return seen
+
+
+def upload_through_api(server_url, session, candidate, spoken):
+    token = Token.objects.get_or_create(user=candidate)[0]
+    for question in session.ordered_questions():
+        response = requests.post(
+            f"{server_url}/api/upload-answer/{session.pk}/{question.pk}",
+            files={"audio": ("answer.wav", spoken(f"My answer to {question.pk}."))},
+            headers={"Authorization": f"Token {token.key}"},
+            timeout=30,
+        )
+        assert response.status_code == 202, response.text
+
+
+def test_chips_and_results_arrive_over_the_event_stream_without_polling(
+    start_web, candidate, gridfs, chromium, spoken, tmp_path
+):
+    """Issue 12: against the Procfile's ASGI web process and a real qcluster."""
+    web = start_web("web")
+    session = session_create(user=candidate, question_count=2)
+    upload_through_api(web.url, session, candidate, spoken)
+    errors = []
+    page = open_page(chromium(microphone=False), errors)
+    seen = open_interview(page, web.url, session)
+    chips = page.locator("#chips > li")
+    expect(chips.nth(1)).to_have_text("Q2 queued")
+    until(page, lambda: any("/events" in url for url in seen), what="the event stream")
+    loaded = len(seen)
+
+    page.get_by_role("button", name="Finish").click()
+    expect(page.locator("#status")).to_have_text(
+        "Analyzing... 2 answers are still being transcribed."
+    )
+    engine_dir = tmp_path / "engine"
+    engine_dir.mkdir()
+    cluster = start_qcluster(
+        tmp_path, TRANSCRIBER="tests.engines.BlockingTranscriber", BLOCKING_ENGINE_DIR=engine_dir
+    )
+    try:
+        expect(chips.nth(0)).to_have_text("Q1 processing", timeout=30_000)
+        (engine_dir / "release").write_text("pushed")
+        expect(page.get_by_role("heading", name="Results")).to_be_visible(timeout=30_000)
+    finally:
+        cluster.stop()
+
+    expect(chips.nth(0)).to_have_text("Q1 completed")
+    expect(chips.nth(1)).to_have_text("Q2 completed")
+    expect(page.locator("#result-list .transcript").first).to_contain_text("pushed")
+    after_load = seen[loaded:]
+    # The chips moved and the results came without a status poll or a second analyze.
+    assert [url for url in after_load if "/api/transcription-status/" in url] == []
+    assert [url for url in after_load if "/api/analyze/" in url] == [
+        f"{web.url}/api/analyze/{session.pk}"
+    ]
+    assert errors == []
+
+
+def test_with_the_event_stream_blocked_the_page_finishes_by_polling(
+    start_web, candidate, gridfs, chromium, spoken, tmp_path
+):
+    web = start_web("web")
+    session = session_create(user=candidate, question_count=2)
+    upload_through_api(web.url, session, candidate, spoken)
+    errors = []
+    page = open_page(chromium(microphone=False), errors)
+    page.route("**/events", lambda route: route.abort())
+    seen = open_interview(page, web.url, session)
+    expect(page.locator("#chips > li").nth(1)).to_have_text("Q2 queued")
+
+    page.get_by_role("button", name="Finish").click()
+    expect(page.locator("#status")).to_have_text(
+        "Analyzing... 2 answers are still being transcribed."
+    )
+    engine_dir = tmp_path / "engine"
+    engine_dir.mkdir()
+    (engine_dir / "release").write_text("polled")
+    cluster = start_qcluster(
+        tmp_path, TRANSCRIBER="tests.engines.BlockingTranscriber", BLOCKING_ENGINE_DIR=engine_dir
+    )
+    try:
+        expect(page.get_by_role("heading", name="Results")).to_be_visible(timeout=60_000)
+    finally:
+        cluster.stop()
+    expect(page.locator("#result-list .transcript").first).to_contain_text("polled")
+    # It got there by polling, and said nothing alarming about the stream.
+    assert len([url for url in seen if "/api/analyze/" in url]) >= 2
+    assert len([url for url in seen if "/api/transcription-status/" in url]) >= 2
+    expect(page.get_by_role("alert")).to_have_count(0)
+    expect(page.locator("#finish-error")).to_be_hidden()
     assert errors == []

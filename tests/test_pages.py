@@ -72,7 +72,10 @@ def test_gunicorn_with_debug_off_serves_the_pages_static_files_through_whitenois
     )
     port = free_port()
     server = Process(
-        [sys.executable, "-m", "gunicorn", "interview_site.wsgi", f"--bind=127.0.0.1:{port}"],
+        [
+            *[sys.executable, "-m", "gunicorn", "interview_site.asgi", f"--bind=127.0.0.1:{port}"],
+            "--worker-class=uvicorn_worker.UvicornWorker",  # as the Procfile runs it
+        ],
         log=tmp_path / "gunicorn.log",
         env=env,
     )

@@ -81,7 +81,7 @@ def opus_packet_samples(packet: bytes) -> int:
     return frame * (packet[1] & 0x3F)  # code 3: the frame count is in the next byte
 
 
-def probe(source: BinaryIO) -> None:
+def probe(source: BinaryIO) -> float | None:
     """Refuse at once a file that is not an answer: no audio stream, a video stream, or audio
     whose first packets do not decode (an image or a video in an ISO-BMFF or Matroska
     container passes the sniff of the first bytes; so does a header followed by garbage).
@@ -89,6 +89,7 @@ def probe(source: BinaryIO) -> None:
     Its length is measured by the transcription job (``decoded_length``), not here: demuxing
     a whole answer re-takes the GIL for every packet, and among the web worker's other
     threads each re-take waits its turn, which made the upload wait grow with the load.
+    Returns the duration the container declares, if any: an estimate, never a limit.
     """
     import av
 
@@ -101,11 +102,13 @@ def probe(source: BinaryIO) -> None:
                     "The file holds no audio to transcribe; record the answer again."
                 )
             # Stops at the first frame: the generator is closed with the container.
+            declared = container.duration / 1_000_000 if container.duration else None
     except (av.FFmpegError, OSError, ValueError, IndexError, EOFError) as exc:
         logger.info("Upload refused, audio not decodable: %s: %s", type(exc).__name__, exc)
         raise UnreadableAudio("The audio could not be decoded; record the answer again.") from None
     finally:
         source.seek(position)
+    return declared
 
 
 def _audio_stream(container):

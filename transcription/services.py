@@ -125,15 +125,25 @@ def task_name(transcription_id: int) -> str:
 
 @transaction.atomic
 def transcription_create(
-    *, file_id: str, content_type: str, language: str = "", metadata: dict, prompt: str = ""
+    *,
+    file_id: str,
+    content_type: str,
+    language: str = "",
+    metadata: dict,
+    prompt: str = "",
+    audio_seconds: float | None = None,
 ) -> Transcription:
-    """Record a stored recording as queued and enqueue its job, in one transaction."""
+    """Record a stored recording as queued and enqueue its job, in one transaction.
+
+    ``audio_seconds``, if given, is an estimate (the job measures the audio and replaces it).
+    """
     transcription = Transcription.objects.create(
         gridfs_file_id=file_id,
         content_type=content_type,
         language_hint=language,
         metadata=metadata,
         prompt=prompt,
+        audio_seconds=audio_seconds,
     )
     _give_a_job(transcription)
     _announce(transcription, None, Status.QUEUED)

@@ -2,6 +2,8 @@
 // The interview screen. Each answer is recorded in the browser and uploaded in the background
 // as soon as the candidate presses Next, so the next question shows at once. A chip per
 // question shows where its answer is; Finish waits for the transcripts and shows the scores.
+// The chips and the results arrive over the session's event stream (EventSource); where the
+// stream cannot be opened, the page polls the status and analyze endpoints instead.
 
 (() => {
   const page = JSON.parse(document.getElementById("interview-page").textContent);
@@ -35,6 +37,7 @@
   const STATUS_POLL_MS = 2000;
   const FIRST_RETRY_MS = 1000;
   const MAX_RETRY_MS = 30000;
+  const ANALYSIS_WAIT_MS = 30000; // with the stream open, analyze again after this at most
   const CHIP_LABELS = {
     not_recorded: "not recorded",
     recording: "recording",
@@ -61,6 +64,10 @@
   let current = 0;
   let recording = null;
   let polling = false;
+  let stream = null; // the EventSource, while it is open or reconnecting
+  let streamOpened = false;
+  let latestAnalysis = null;
+  let analysisWaiter = null;
   let finishing = false;
   let finished = false;
 
@@ -129,10 +136,10 @@
   }
 
   function keepPolling() {
-    if (polling) return;
+    if (polling || stream) return; // the stream brings every change
     polling = true;
     (async () => {
-      while (!finished && answers.some(isBusy)) {
+      while (!finished && !stream && answers.some(isBusy)) {
         await api.sleep(STATUS_POLL_MS);
         try {
           await refreshStatus();
@@ -142,6 +149,75 @@
       }
       polling = false;
     })();
+  }
+
+  // --- Live events ----------------------------------------------------------
+
+  function applyStatus(entry) {
+    const answer = answersById.get(entry.question_id);
+    if (!answer) return;
+    answer.server = { status: entry.status, error: entry.error || "" };
+    if (answer.state === "not_recorded") answer.state = "sent";
+    renderChips();
+  }
+
+  // An analysis counts once it covers every answer this page has sent, all transcribed:
+  // one computed before the last upload landed says nothing about it.
+  function covers(result) {
+    const done = new Map(result.answers.map((entry) => [entry.question_id, entry.status]));
+    return answers.every(
+      (answer) =>
+        !["sent", "uploading", "recorded"].includes(answer.state) ||
+        ["completed", "failed"].includes(done.get(answer.question.id)),
+    );
+  }
+
+  function onAnalysis(result) {
+    latestAnalysis = result;
+    if (analysisWaiter && covers(result)) analysisWaiter(result);
+  }
+
+  // Resolves with the analysis once it arrives, or null when the stream is gone or the wait
+  // is over (the caller then asks analyze again).
+  function nextAnalysis(timeoutMs) {
+    if (latestAnalysis && covers(latestAnalysis)) return Promise.resolve(latestAnalysis);
+    if (!stream) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => settle(null), timeoutMs);
+      function settle(result) {
+        clearTimeout(timer);
+        analysisWaiter = null;
+        resolve(result);
+      }
+      analysisWaiter = settle;
+    });
+  }
+
+  function stopStream() {
+    if (!stream) return;
+    stream.close();
+    stream = null;
+    if (analysisWaiter) analysisWaiter(null);
+  }
+
+  function openStream() {
+    if (!page.events_url || typeof EventSource === "undefined") return;
+    stream = new EventSource(page.events_url);
+    stream.addEventListener("open", () => {
+      streamOpened = true;
+    });
+    stream.addEventListener("error", () => {
+      // EventSource reconnects by itself (sending Last-Event-ID) unless it gave up: then, or
+      // when it never opened, the page quietly falls back to polling.
+      if (stream && (stream.readyState === EventSource.CLOSED || !streamOpened)) {
+        stopStream();
+        if (!finished) keepPolling();
+      }
+    });
+    for (const name of ["queued", "processing", "completed", "failed"]) {
+      stream.addEventListener(name, (message) => applyStatus(JSON.parse(message.data)));
+    }
+    stream.addEventListener("analysis", (message) => onAnalysis(JSON.parse(message.data)));
   }
 
   // --- Recording ------------------------------------------------------------
@@ -389,6 +465,15 @@
       }
       const pending = reply.data.pending_count;
       say(`Analyzing... ${pending} ${pending === 1 ? "answer is" : "answers are"} still being transcribed.`);
+      if (stream) {
+        // The results come as an event the moment the last transcript lands.
+        const result = await nextAnalysis(ANALYSIS_WAIT_MS);
+        if (result) {
+          showResults(result);
+          return;
+        }
+        continue;
+      }
       keepPolling();
       await api.sleep(reply.data.retry_after * 1000);
     }
@@ -456,6 +541,7 @@
 
   function showResults(result) {
     finished = true;
+    stopStream();
     finishing = false;
     const results = new Map(result.answers.map((entry) => [entry.question_id, entry]));
     for (const answer of answers) {
@@ -527,6 +613,7 @@
   });
 
   (async () => {
+    openStream();
     try {
       await refreshStatus();
     } catch {
