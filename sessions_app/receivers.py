@@ -16,7 +16,9 @@ FINAL = {Transcription.Status.COMPLETED, Transcription.Status.FAILED}
 
 
 @receiver(transcription_changed, dispatch_uid="sessions_app-answer-changed")
-def answer_changed(sender, transcription, new_status, **kwargs):
+def answer_changed(sender, transcription, new_status, old_status, **kwargs):
+    if old_status is None:
+        return  # a new recording: the upload recorded its event in the same commit
     answer = (
         Answer.objects.select_related("question", "transcription")
         .filter(transcription=transcription)

@@ -19,7 +19,7 @@ from transcription import storage
 from transcription.models import Transcription
 from transcription.services import audio_discard, transcription_create, transcription_delete
 
-from . import signals
+from . import events, signals
 from .events import event_record
 from .models import Answer, InterviewSession, Question, SessionQuestion
 from .prompt import transcription_prompt
@@ -167,6 +167,9 @@ def _answer_record(
         InterviewSession.objects.filter(pk=session.pk).update(
             status=InterviewSession.Status.IN_PROGRESS, final_score=None, analyzed_at=None
         )
+    # The session's streams hear of the new recording in the upload's own commit: one write
+    # transaction fewer than the receiver's, which leaves a recording's creation to this.
+    events.answer_change_record(answer=answer, transcription=transcription)
     return answer
 
 
