@@ -135,6 +135,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--queue-workers", type=int, help="qcluster workers (W, Q_WORKERS)")
     parser.add_argument("--web-workers", type=int, help="gunicorn worker processes (N)")
     parser.add_argument("--web-threads", type=int, help="threads per gunicorn worker")
+    parser.add_argument(
+        "--web",
+        choices=["asgi", "wsgi"],
+        default="asgi",
+        help="async mode's web: asgi (uvicorn workers, as the Procfile) or wsgi (gthread)",
+    )
     parser.add_argument("--latency", type=float, nargs=2, metavar=("MIN", "MAX"))
     parser.add_argument(
         "--speak-scale", type=float, help="each answer is spoken for its length × this"
@@ -295,8 +301,10 @@ class Bench:
             threads=self.args.web_threads,
             env=self.env,
             logs=self.logs,
-            # The baseline: the same app, its upload's transcription job run in the request.
-            app="bench.sync_wsgi" if mode == "sync" else "interview_site.wsgi",
+            # The baseline: the same app, its upload's transcription job run in the request
+            # by a WSGI thread; the queued pipeline as the Procfile serves it (--web).
+            app="bench.sync_wsgi" if mode == "sync" else f"interview_site.{self.args.web}",
+            asgi=mode != "sync" and self.args.web == "asgi",
         )
         self.stack.callback(server.stop)
         self.processes["web"] = server

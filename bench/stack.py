@@ -51,8 +51,18 @@ def gunicorn(
     env: dict[str, str],
     logs: Path,
     app: str = "interview_site.wsgi",
+    asgi: bool = False,
 ) -> Process:
-    """Start gunicorn serving ``app`` on 127.0.0.1; wait until it answers."""
+    """Start gunicorn serving ``app`` on 127.0.0.1; wait until it answers.
+
+    ``asgi``: uvicorn workers, as the Procfile's web runs ``interview_site.asgi`` (``threads``
+    is then unused: each request's synchronous part gets a thread of its own).
+    """
+    workers_args = (
+        ["--worker-class=uvicorn_worker.UvicornWorker"]
+        if asgi
+        else [f"--threads={threads}", "--worker-class=gthread"]
+    )
     server = Process(
         [
             sys.executable,
@@ -61,8 +71,7 @@ def gunicorn(
             app,
             f"--bind=127.0.0.1:{port}",
             f"--workers={workers}",
-            f"--threads={threads}",
-            "--worker-class=gthread",
+            *workers_args,
             # A baseline request waits for the engine; gunicorn must not kill it.
             "--timeout=300",
             "--graceful-timeout=10",
