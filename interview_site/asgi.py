@@ -12,18 +12,39 @@ import os
 import re
 from contextlib import aclosing
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "interview_site.settings")
-django_application = get_asgi_application()
+django.setup(set_prefix=False)  # as get_asgi_application() does
 
-# After the app has configured Django:
+# After Django is configured:
 from asgiref.sync import sync_to_async  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core import signals  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix  # noqa: E402
 from django.core.handlers.base import BaseHandler  # noqa: E402
 from django.urls import Resolver404, resolve, set_script_prefix  # noqa: E402
+
+
+class BoundedASGIHandler(ASGIHandler):
+    """Django's ASGI handler, running at most WEB_THREADS requests' views at once.
+
+    Under uvicorn each request's middleware and view run in a thread of their own, so a
+    burst of uploads shares the process's GIL among all of them and they all finish late
+    together; a gthread worker ran eight and queued the rest in arrival order. This keeps
+    that order (asyncio's semaphore is first come, first served). A request's body is read
+    by the event loop before its turn, so a slow client holds no slot, and a streaming
+    response's body is sent after its view has returned the slot.
+    """
+
+    slots = asyncio.Semaphore(settings.WEB_THREADS)
+
+    async def get_response_async(self, request):
+        async with self.slots:
+            return await super().get_response_async(request)
+
+
+django_application = BoundedASGIHandler()
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 # The URL names whose GET answers a long-lived stream (StreamingHttpResponse over an async

@@ -294,6 +294,9 @@ MAX_ANSWER_SECONDS = env_int("MAX_ANSWER_SECONDS", 600)
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", MAX_UPLOAD_BYTES + 64 * 1024)
 # Transcriptions one user may have queued or processing at once (429 beyond).
 MAX_PENDING_PER_USER = env_int("MAX_PENDING_PER_USER", 10)
+# Requests whose views run at once in one web process (interview_site/asgi.py); the rest
+# wait their turn in arrival order, their bodies already read.
+WEB_THREADS = env_int("WEB_THREADS", 8)
 
 # A failed attempt that may succeed later (API overloaded, MongoDB unreachable) is retried
 # after RETRY_BASE * 2^(attempt-1) seconds, with jitter, until MAX_ATTEMPTS, then failed.
