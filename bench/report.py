@@ -532,9 +532,16 @@ def markdown(report: dict) -> str:
         f"{config.get('high_candidates')} candidates the same way, without Finish: the wait "
         "at the higher load); "
         f"transcription API latency uniform {config['latency_s'][0]}–{config['latency_s'][1]} s. "
-        f"Both modes: gunicorn with {config['web_workers']} workers × {config['web_threads']} "
-        f"threads. Async: qcluster with {config['queue_workers']} workers. Sync: gunicorn "
-        "serves `bench.sync_wsgi`, which runs each accepted upload's transcription job in the "
+        + (
+            f"Async: gunicorn as the Procfile runs it ({config['web_workers']} uvicorn workers, "
+            f"at most {config['web_threads']} views at once each)"
+            if config.get("web", "wsgi") == "asgi"
+            else f"Async: gunicorn with {config['web_workers']} workers × "
+            f"{config['web_threads']} threads"
+        )
+        + f", and qcluster with {config['queue_workers']} workers. Sync: gunicorn with "
+        f"{config['web_workers']} workers × {config['web_threads']} threads serves "
+        "`bench.sync_wsgi`, which runs each accepted upload's transcription job in the "
         f"request before answering, so its {threads} request threads are its transcription "
         "workers.",
         "",

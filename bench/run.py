@@ -713,6 +713,7 @@ def main(argv: list[str] | None = None) -> int:
                 "queue_workers": args.queue_workers,
                 "web_workers": args.web_workers,
                 "web_threads": args.web_threads,
+                "web": args.web,
                 "latency_s": list(args.latency),
                 "profile": "quick" if args.quick else args.profile,
                 "speak_scale": args.speak_scale,

@@ -55,9 +55,11 @@ def gunicorn(
 ) -> Process:
     """Start gunicorn serving ``app`` on 127.0.0.1; wait until it answers.
 
-    ``asgi``: uvicorn workers, as the Procfile's web runs ``interview_site.asgi`` (``threads``
-    is then unused: each request's synchronous part gets a thread of its own).
+    ``asgi``: uvicorn workers, as the Procfile's web runs ``interview_site.asgi``; ``threads``
+    is then its WEB_THREADS, the views each worker runs at once.
     """
+    if asgi:
+        env = env | {"WEB_THREADS": str(threads)}
     workers_args = (
         ["--worker-class=uvicorn_worker.UvicornWorker"]
         if asgi
