@@ -103,13 +103,52 @@ def signal_workers(registry: Path, *, parent_pid: int) -> int:
     return signalled
 
 
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
+
+
+def become_subreaper() -> None:
+    """Adopt this process's orphaned descendants (Linux; elsewhere nothing happens).
+
+    Signalled as a whole process group, a cluster's sentinel can die before its workers; they
+    are then re-parented here instead of to init, so the leader can end them (kill_children)
+    rather than leave them running after it exits.
+    """
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
 def kill_children(parent_pid: int) -> None:
     """SIGKILL every process whose parent is ``parent_pid`` (Linux /proc)."""
-    for stat in Path("/proc").glob("[0-9]*"):
-        pid = int(stat.name)
-        if _parent_of(pid) == parent_pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    for pid in _children(parent_pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def end_children(parent_pid: int, *, grace: float) -> None:
+    """Give ``parent_pid``'s children ``grace`` seconds to exit (a worker finishing its
+    release), then SIGKILL those left; zombies, already ended, are left to be reaped."""
+    deadline = time.monotonic() + grace
+    while _children(parent_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    kill_children(parent_pid)
+
+
+def _children(parent_pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        pid = int(entry.name)
+        if _parent_of(pid) == parent_pid and not _zombie(pid):
+            children.append(pid)
+    return children
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def _parent_of(pid: int) -> int | None:

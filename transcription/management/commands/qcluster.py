@@ -15,6 +15,8 @@ logger = logging.getLogger(__name__)
 # The workers release their transcriptions in about a second; the rest of django-q2's stop
 # gets this long before what is left of the cluster is killed.
 STOP_SECONDS = 15
+# How long processes orphaned by a group signal get to finish on their own.
+ORPHAN_GRACE_SECONDS = 3
 
 
 class Command(qcluster.Command):
@@ -30,6 +32,7 @@ class Command(qcluster.Command):
             os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
         settings.SECRET_KEY  # noqa: B018 - signing needs it: fail now, not in a worker
         registry = worker.make_registry()
+        worker.become_subreaper()
         cluster = Cluster()
         stop = cluster.sig_handler
 
@@ -51,6 +54,9 @@ class Command(qcluster.Command):
                 worker.kill_children(sentinel.pid)
                 os.kill(sentinel.pid, signal.SIGKILL)
                 sentinel.join(timeout=STOP_SECONDS)
+            # What the stop left: processes orphaned when the group's signal killed their
+            # parent (adopted by this one, a subreaper). Their work is released already.
+            worker.end_children(os.getpid(), grace=ORPHAN_GRACE_SECONDS)
             shutil.rmtree(registry, ignore_errors=True)
 
         signal.signal(signal.SIGTERM, release_then_stop)
