@@ -32,12 +32,12 @@ from sessions_app.models import Answer
 from sessions_app.services import session_create
 from tests.openai_server import openai_server_fixture  # noqa: F401
 from tests.support import (
-    ROOT,
     EmbeddedMongo,
     Process,
     database_url,
     free_port,
     process_env,
+    procfile_web_command,
     run_queued_jobs,
     start_qcluster,
     wait_for,
@@ -50,14 +50,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 TEST_REDIS_URL = "redis://127.0.0.1:6379/11"
 PASSWORD = "a long and unusual passphrase"
 MB = 1024 * 1024
-
-
-def procfile_web_command() -> str:
-    """The `web` line of the Procfile, exactly as a PaaS runs it."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            return line.removeprefix("web:").strip()
-    raise AssertionError("Procfile has no web process")
 
 
 class Stack:
