@@ -6,6 +6,9 @@ from django.core.cache import cache
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.throttling import SimpleRateThrottle
 
+# How far the hint (the highest slot known to be taken) may lag behind the slots taken.
+HINT_EVERY = 16
+
 
 class AtomicRateThrottle(SimpleRateThrottle):
     """Allow ``num_requests`` per ``duration`` seconds per user, counting atomically.
@@ -41,12 +44,21 @@ class AtomicRateThrottle(SimpleRateThrottle):
             self.window_start = cache.get(f"{base}:start") or now
         window = f"{base}:{self.window_start!r}"
         # Every slot up to the hint is taken (it is written only after its slot was won),
-        # so searching from it is exact and usually costs one add.
-        first = (cache.get(f"{window}:hint") or 0) + 1
-        for slot in range(first, self.num_requests + 1):
-            if cache.add(f"{window}:{slot}", 1, self.duration + 60):
-                cache.set(f"{window}:hint", slot, self.duration + 60)
-                return True
+        # so searching from it is exact. Slots are read in batches (reads are cheap; on the
+        # database cache every add, won or lost, is a write transaction), and only the first
+        # free one is claimed: an upload usually costs one write. The hint is written every
+        # HINT_EVERY slots, so the first batch usually holds the first free slot.
+        slot = (cache.get(f"{window}:hint") or 0) + 1
+        while slot <= self.num_requests:
+            batch = range(slot, min(slot + 2 * HINT_EVERY, self.num_requests + 1))
+            taken = cache.get_many([f"{window}:{n}" for n in batch])
+            for n in batch:
+                key = f"{window}:{n}"
+                if key not in taken and cache.add(key, 1, self.duration + 60):
+                    if n % HINT_EVERY == 0:
+                        cache.set(f"{window}:hint", n, self.duration + 60)
+                    return True
+            slot = batch.stop
         return False
 
     def wait(self):
