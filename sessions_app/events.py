@@ -28,22 +28,37 @@ def user_key(user_id: int) -> str:
     return f"u{user_id}"
 
 
-def event_record(*, session_id: int, name: str, data: dict) -> SessionEvent | None:
-    """Store one event of the session and wake its streams; None if the session is gone."""
-    with transaction.atomic():
-        locked = InterviewSession.objects.select_for_update().filter(pk=session_id)
-        if not list(locked.values_list("pk", flat=True)):
-            return None
+def event_record(
+    *, session_id: int, name: str, data: dict, session_locked: bool = False
+) -> SessionEvent | None:
+    """Store one event of the session and wake its streams; None if the session is gone.
+
+    ``session_locked``: the caller's transaction already holds the session's row lock.
+    """
+    # No savepoint inside a caller's transaction: an error fails the whole of it, as it
+    # would anyway, and the write transaction is shorter by two statements.
+    with transaction.atomic(savepoint=False):
+        if not session_locked:
+            locked = InterviewSession.objects.select_for_update().filter(pk=session_id)
+            if not list(locked.values_list("pk", flat=True)):
+                return None
         event = SessionEvent.objects.create(session_id=session_id, name=name, data=data)
         streams_wake(key=session_key(session_id))
     return event
 
 
-def answer_change_record(*, answer: Answer, transcription) -> SessionEvent | None:
+def answer_change_record(
+    *, answer: Answer, transcription, session_locked: bool = False
+) -> SessionEvent | None:
     """Record an answer's new status, with the transcript or the reason it failed."""
     answer.transcription = transcription  # the row as that change committed it
     data = dict(AnswerStatusSerializer(answer).data)
-    return event_record(session_id=answer.session_id, name=transcription.status, data=data)
+    return event_record(
+        session_id=answer.session_id,
+        name=transcription.status,
+        data=data,
+        session_locked=session_locked,
+    )
 
 
 def streams_wake(*, key: str) -> None:

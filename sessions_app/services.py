@@ -12,7 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from transcription import storage
@@ -137,8 +137,10 @@ def _answer_record(
     # one question cannot both insert, and analyze sees every answer that committed.
     session = InterviewSession.objects.select_for_update().get(pk=session.pk)
     # The user's row lock serializes their uploads across sessions: the cap then holds
-    # exactly, however many uploads arrive together.
-    list(get_user_model().objects.select_for_update().filter(pk=session.user_id).values("pk"))
+    # exactly, however many uploads arrive together. (SQLite has no row locks: its write
+    # transaction already serializes every writer, so the statement would only lengthen it.)
+    if connection.features.has_select_for_update:
+        list(get_user_model().objects.select_for_update().filter(pk=session.user_id).values("pk"))
     pending_cap_check(session=session, question=question)
     transcription = transcription_create(
         file_id=file_id,
@@ -169,7 +171,7 @@ def _answer_record(
         )
     # The session's streams hear of the new recording in the upload's own commit: one write
     # transaction fewer than the receiver's, which leaves a recording's creation to this.
-    events.answer_change_record(answer=answer, transcription=transcription)
+    events.answer_change_record(answer=answer, transcription=transcription, session_locked=True)
     return answer
 
 

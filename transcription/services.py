@@ -123,7 +123,7 @@ def task_name(transcription_id: int) -> str:
     return f"transcribe-{transcription_id}"
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # inside a caller's transaction: no savepoint needed
 def transcription_create(
     *,
     file_id: str,
