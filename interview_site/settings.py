@@ -222,7 +222,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Django's SQLite backend, its writers queued per process (interview_site/sqlite/base.py).
+    # Django's SQLite backend, its writers taking turns through a lock file rather than
+    # SQLite's backing-off busy handler (interview_site/sqlite/base.py).
     DATABASES["default"]["ENGINE"] = "interview_site.sqlite"
     # The web server and the queue workers write from several processes at once:
     # WAL lets readers run beside the writer, IMMEDIATE takes the write lock up

@@ -3,8 +3,8 @@
 Every write transaction of every process (web workers, qcluster) shares SQLite's one write
 lock. A writer that finds it taken waits in SQLite's busy handler, which sleeps in growing
 steps (1, 2, 5, ... ms, then 100 ms a try): under a burst a writer that has backed off that
-far keeps losing to newer ones and waits a second or more while the lock is mostly free
-(measured: uploads of the 200-candidate bench waited up to 1.7 s for it, p95 0.5-1 s).
+far keeps losing to newer ones, which retry sooner (measured in the bench's 200-candidate
+phase: waits of up to 1.7 s for the lock).
 
 Here a writer first takes an exclusive ``flock`` on a file beside the database, and gives it
 back at its commit or rollback: waiters sleep in the kernel and one of them wakes the moment
