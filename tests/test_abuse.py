@@ -17,6 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import pytest
@@ -24,12 +25,14 @@ import redis
 import requests
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.db import connections
 from django.test import Client
 from django_q.models import OrmQ
 from rest_framework.authtoken.models import Token
 
 from sessions_app.models import Answer
 from sessions_app.services import session_create
+from sessions_app.throttling import AtomicRateThrottle
 from tests.openai_server import openai_server_fixture  # noqa: F401
 from tests.support import (
     EmbeddedMongo,
@@ -236,6 +239,42 @@ def test_twelve_uploads_released_together_across_two_web_processes_accept_exactl
     for stack in stacks:
         served = re.findall(r'"POST /api/upload-answer/\S+ HTTP/1.0" (\d{3})', stack.output())
         assert len(served) == uploads // 2, stack.output()[-3000:]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("shared_cache", ["database", "redis"], indirect=True)
+def test_sixty_requests_released_together_in_threads_claim_exactly_forty_slots(
+    shared_cache, settings
+):
+    """Past the batch of slots each request reads, and past the hint's every-16 steps."""
+    if "REDIS_URL" in shared_cache:
+        settings.CACHES = {
+            "default": {"BACKEND": "monitoring.cache.RedisCache", "LOCATION": TEST_REDIS_URL}
+        }
+    limit, requests_count = 40, 60
+
+    class Throttle(AtomicRateThrottle):
+        def get_rate(self):
+            return f"{limit}/minute"
+
+    view = SimpleNamespace(throttle_scope="uploads")
+    request = SimpleNamespace(method="POST", user=SimpleNamespace(is_authenticated=True, pk=7))
+    start = threading.Barrier(requests_count)
+    allowed = []
+
+    def claim():
+        start.wait()
+        allowed.append(Throttle().allow_request(request, view))
+        connections.close_all()
+
+    threads = [threading.Thread(target=claim) for _ in range(requests_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(allowed) == [False] * (requests_count - limit) + [True] * limit
+    # And one at a time after them: the window is full.
+    assert not Throttle().allow_request(request, view)
 
 
 # --- 2. A forged duration costs at most the limit of measuring --------------------------
