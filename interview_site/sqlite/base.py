@@ -46,13 +46,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
     _held_lock = None  # this process's lock, while this connection writes
     _queue_fd = None  # the open queue file (one per connection: flock is per open file)
     _queue_pid = None  # the process that opened it: a forked child opens its own
+    WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")  # statements that take a turn
 
     def _queue_path(self) -> str | None:
         if self.is_in_memory_db():
             return None  # one process only: SQLite's own lock is enough
         return f"{self.settings_dict['NAME']}-writers"
-
-    WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
