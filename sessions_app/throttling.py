@@ -37,18 +37,25 @@ class AtomicRateThrottle(SimpleRateThrottle):
         self.num_requests, self.duration = self.parse_rate(self.rate)
         base = f"throttle:{self.scope}:{request.user.pk}"
         now = time.time()
-        # A read first: only a user's first request of a window writes its start.
+        if self.num_requests < 1:
+            self.window_start = now
+            return False
+        # A read first: only a user's first request of a window writes its start, and the
+        # one request that wins that add owns the window's slot 1 (one write, not two).
         self.window_start = cache.get(f"{base}:start")
         if self.window_start is None:
-            cache.add(f"{base}:start", now, self.duration)
+            if cache.add(f"{base}:start", now, self.duration):
+                self.window_start = now
+                return True
             self.window_start = cache.get(f"{base}:start") or now
         window = f"{base}:{self.window_start!r}"
         # Every slot up to the hint is taken (it is written only after its slot was won),
-        # so searching from it is exact. Slots are read in batches (reads are cheap; on the
-        # database cache every add, won or lost, is a write transaction), and only the first
-        # free one is claimed: an upload usually costs one write. The hint is written every
-        # HINT_EVERY slots, so the first batch usually holds the first free slot.
-        slot = (cache.get(f"{window}:hint") or 0) + 1
+        # so searching from it is exact; slot 1 is the start's. Slots are read in batches
+        # (reads are cheap; on the database cache every add, won or lost, is a write
+        # transaction), and only the first free one is claimed: a request usually costs one
+        # write. The hint is written every HINT_EVERY slots, so the first batch usually holds
+        # the first free slot.
+        slot = max(cache.get(f"{window}:hint") or 0, 1) + 1
         while slot <= self.num_requests:
             batch = range(slot, min(slot + 2 * HINT_EVERY, self.num_requests + 1))
             taken = cache.get_many([f"{window}:{n}" for n in batch])
