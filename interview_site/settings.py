@@ -342,8 +342,13 @@ Q_CLUSTER = {
     "ack_failures": True,
     "catch_up": False,
     "poll": 0.2,
-    "save_limit": 1000,
+    # Successful results are kept, pruned hourly to the newest Q_SUCCESS_KEEP (maintenance
+    # prune_task_results). django-q2's own save_limit prunes inside each result's save: a
+    # write transaction that loads every kept result (1,000 rows, unpickled) per job, and on
+    # SQLite holds the one write lock meanwhile.
+    "save_limit": 0,
 }
+Q_SUCCESS_KEEP = env_int("Q_SUCCESS_KEEP", 1000)
 # A processing claim older than timeout + margin belongs to a lost worker: released to the
 # queue by the reconciler until TRANSCRIPTION_MAX_ATTEMPTS, then failed.
 STUCK_TRANSCRIPTION_MARGIN_SECONDS = env_int("STUCK_TRANSCRIPTION_MARGIN_SECONDS", 60)

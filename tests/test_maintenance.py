@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 from django.utils.module_loading import import_string
-from django_q.models import OrmQ, Schedule
+from django_q.models import Failure, OrmQ, Schedule, Success, Task
 
 from sessions_app.models import Answer
 from sessions_app.services import session_create
@@ -200,6 +200,7 @@ def test_schedules_exist_after_setup_and_are_not_duplicated(gridfs):
     schedules = {s.name: s for s in Schedule.objects.all()}
     assert set(schedules) == {
         "Clean up old and orphan audio",
+        "Prune successful task results",
         "Reconcile transcriptions with their jobs",
         "Delete sessions past TRANSCRIPT_RETENTION_DAYS",
         "Send due webhook deliveries",
@@ -210,11 +211,40 @@ def test_schedules_exist_after_setup_and_are_not_duplicated(gridfs):
     assert cleanup.func == "transcription.tasks.cleanup_audio"
     assert (recovery.schedule_type, recovery.minutes) == (Schedule.MINUTES, 1)
     assert recovery.func == "transcription.tasks.reconcile"
-    assert first.count(": created") == 4
-    assert second.count(": up to date") == 4
+    assert first.count(": created") == 5
+    assert second.count(": up to date") == 5
     # What the cluster runs on schedule does the same as the commands.
     assert import_string(cleanup.func)().startswith("deleted 0 audio files")
+    prune = schedules["Prune successful task results"]
+    assert prune.schedule_type == Schedule.HOURLY
+    assert import_string(prune.func)() == "deleted 0"
     assert import_string(recovery.func)() == (
         "enqueued 0 queued transcriptions without a job, released 0 whose worker was lost, "
         "failed 0 past 5 attempts"
     )
+
+
+def test_task_results_are_pruned_to_the_newest_successes_and_failures_stay(settings):
+    """django-q2 prunes nothing itself (save_limit 0: its pruning held the write lock for
+    every job); the hourly job keeps the newest Q_SUCCESS_KEEP successes."""
+    settings.Q_SUCCESS_KEEP = 3
+    start = timezone.now() - timedelta(hours=1)
+    for n in range(6):
+        for success in (True, False):
+            stopped = start + timedelta(minutes=n)
+            Task.objects.create(
+                id=f"{success}-{n}",
+                name=f"task-{success}-{n}",
+                func="transcription.tasks.transcribe",
+                started=stopped,
+                stopped=stopped,
+                success=success,
+            )
+    assert import_string("transcription.tasks.prune_task_results")() == "deleted 3"
+    assert sorted(Success.objects.values_list("name", flat=True)) == [
+        "task-True-3",
+        "task-True-4",
+        "task-True-5",
+    ]
+    assert Failure.objects.count() == 6
+    assert import_string("transcription.tasks.prune_task_results")() == "deleted 0"

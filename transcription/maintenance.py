@@ -1,5 +1,5 @@
 """Operators' jobs: the reconciler that leaves no transcription without its job, audio cleanup,
-and the schedules that run them."""
+the pruning of the queue's results, and the schedules that run them."""
 
 import logging
 from dataclasses import dataclass, field
@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from django_q.models import OrmQ, Schedule
+from django_q.models import OrmQ, Schedule, Success, Task
 from django_q.signing import SignedPackage
 
 from . import services, storage
@@ -168,9 +168,25 @@ def cleanup_audio(*, hours: float = 24, dry_run: bool = False) -> CleanupReport:
     return report
 
 
+def prune_task_results(*, keep: int) -> int:
+    """Delete successful queue results beyond the newest ``keep``; return how many.
+
+    Failed ones stay for staff to read (the admin's Failed tasks) until they are deleted.
+    """
+    beyond = list(Success.objects.order_by("-stopped").values_list("pk", flat=True)[keep:])
+    deleted, _ = Task.objects.filter(pk__in=beyond, success=True).delete()
+    if deleted:
+        logger.info("Task results pruned: %s successful ones beyond the newest %s", deleted, keep)
+    return deleted
+
+
 SCHEDULES = {
     "Clean up old and orphan audio": {
         "func": "transcription.tasks.cleanup_audio",
+        "schedule_type": Schedule.HOURLY,
+    },
+    "Prune successful task results": {
+        "func": "transcription.tasks.prune_task_results",
         "schedule_type": Schedule.HOURLY,
     },
     "Reconcile transcriptions with their jobs": {

@@ -18,3 +18,8 @@ def reconcile() -> str:
 def cleanup_audio() -> str:
     """Delete audio nothing needs any more (hourly)."""
     return str(maintenance.cleanup_audio(hours=settings.AUDIO_RETENTION_HOURS))
+
+
+def prune_task_results() -> str:
+    """Keep the newest Q_SUCCESS_KEEP successful results (hourly)."""
+    return f"deleted {maintenance.prune_task_results(keep=settings.Q_SUCCESS_KEEP)}"
