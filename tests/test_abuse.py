@@ -28,6 +28,7 @@ from django.core.cache import cache
 from django.db import connections
 from django.test import Client
 from django_q.models import OrmQ
+from requests.structures import CaseInsensitiveDict
 from rest_framework.authtoken.models import Token
 
 from sessions_app.models import Answer
@@ -180,7 +181,8 @@ class HeldRequest:
 def parse_response(data: bytes) -> tuple[int, dict, bytes]:
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    # Names are case-insensitive (uvicorn's httptools protocol sends them in lower case).
+    headers = CaseInsensitiveDict(line.split(": ", 1) for line in lines[1:] if ": " in line)
     return int(lines[0].split()[1]), headers, body
 
 
