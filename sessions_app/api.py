@@ -290,10 +290,9 @@ class AnswerUploadApi(APIView):
             raise exceptions.NotFound(
                 "This question is not part of the session.", code="question_not_in_session"
             )
-        # Checked again, exactly, under a lock when the answer is recorded; here it spares
-        # parsing, decoding and storing an upload that would be refused.
+        # The pending cap is checked by answer_submit before storing anything, and again,
+        # exactly, under a lock when the answer is recorded.
         try:
-            services.pending_cap_check(session=session, question=question)
             serializer = AnswerUploadSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
             answer = services.answer_submit(

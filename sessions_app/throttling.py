@@ -49,21 +49,28 @@ class AtomicRateThrottle(SimpleRateThrottle):
                 return True
             self.window_start = cache.get(f"{base}:start") or now
         window = f"{base}:{self.window_start!r}"
-        # Every slot up to the hint is taken (it is written only after its slot was won),
-        # so searching from it is exact; slot 1 is the start's. Slots are read in batches
-        # (reads are cheap; on the database cache every add, won or lost, is a write
-        # transaction), and only the first free one is claimed: a request usually costs one
-        # write. The hint is written every HINT_EVERY slots, so the first batch usually holds
-        # the first free slot.
-        slot = max(cache.get(f"{window}:hint") or 0, 1) + 1
+        # Slots are read in batches (reads are cheap; on the database cache every add, won
+        # or lost, is a write transaction), and only the first free one is claimed: a request
+        # usually costs one write. Slot 1 is the start's. The first batch is read with the
+        # hint (the highest slot known to be taken: it is written every HINT_EVERY slots, only
+        # after its slot was won), and a batch below the hint is skipped, so the search is
+        # exact and usually one read.
+        hint_key = f"{window}:hint"
+        slot, hint = 2, None
         while slot <= self.num_requests:
             batch = range(slot, min(slot + 2 * HINT_EVERY, self.num_requests + 1))
-            taken = cache.get_many([f"{window}:{n}" for n in batch])
+            keys = [f"{window}:{n}" for n in batch]
+            taken = cache.get_many(keys if hint is not None else [*keys, hint_key])
+            if hint is None:
+                hint = taken.pop(hint_key, 0)
+                if hint >= batch.stop:
+                    slot = hint + 1
+                    continue
             for n in batch:
                 key = f"{window}:{n}"
                 if key not in taken and cache.add(key, 1, self.duration + 60):
                     if n % HINT_EVERY == 0:
-                        cache.set(f"{window}:hint", n, self.duration + 60)
+                        cache.set(hint_key, n, self.duration + 60)
                     return True
             slot = batch.stop
         return False
