@@ -279,6 +279,19 @@ def test_sixty_requests_released_together_in_threads_claim_exactly_forty_slots(
     assert not Throttle().allow_request(request, view)
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("shared_cache", ["database"], indirect=True)
+def test_database_cache_add_claims_a_key_once_and_again_only_once_it_has_expired(shared_cache):
+    """The throttle's slots: add is one upsert on the database cache (monitoring.cache)."""
+    assert cache.add("slot", "first", 60)
+    assert not cache.add("slot", "second", 60)
+    assert cache.get("slot") == "first"
+    cache.touch("slot", -5)  # its expiry now 5 s in the past
+    assert cache.add("slot", "third", 60)
+    assert cache.get("slot") == "third"
+    assert not cache.add("slot", "fourth", 60)
+
+
 # --- 2. A forged duration costs at most the limit of measuring --------------------------
 
 
