@@ -57,21 +57,22 @@ def question_bank_load(*, path: Path = QUESTION_BANK) -> int:
     return len(entries)
 
 
-@transaction.atomic
 def session_create(
     *, user, role: str = "", language: str = "", question_count: int = 5
 ) -> InterviewSession:
     """Start an interview with ``question_count`` questions, those matching the role first."""
+    # The bank is read before the write transaction, which then holds only the two inserts.
     questions = list(Question.objects.all())
     random.shuffle(questions)
     role_words = set(role.lower().replace("-", " ").split())
     # Stable sort: questions whose category the role names come first, the rest stay shuffled.
     questions.sort(key=lambda question: question.category.split("-")[0] not in role_words)
-    session = InterviewSession.objects.create(user=user, role=role, language=language)
-    SessionQuestion.objects.bulk_create(
-        SessionQuestion(session=session, question=question, position=position)
-        for position, question in enumerate(questions[:question_count], start=1)
-    )
+    with transaction.atomic():
+        session = InterviewSession.objects.create(user=user, role=role, language=language)
+        SessionQuestion.objects.bulk_create(
+            SessionQuestion(session=session, question=question, position=position)
+            for position, question in enumerate(questions[:question_count], start=1)
+        )
     return session
 
 
