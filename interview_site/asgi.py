@@ -42,8 +42,8 @@ class BoundedASGIHandler(ASGIHandler):
     def load_middleware(self, is_async=False):
         # The whole chain synchronously, as a WSGI worker runs it: our middleware and
         # WhiteNoise are synchronous, so an async chain switched between the event loop and
-        # the request's thread five times a request (12% of a web worker's CPU in the bench's
-        # upload burst, py-spy --gil); now once.
+        # the request's thread five times a request (the middleware with its switches: 11% of
+        # a web worker's CPU in the bench's upload burst, py-spy --gil); now once.
         super().load_middleware(is_async=False)
 
     async def get_response_async(self, request):
