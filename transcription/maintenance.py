@@ -173,8 +173,11 @@ def prune_task_results(*, keep: int) -> int:
 
     Failed ones stay for staff to read (the admin's Failed tasks) until they are deleted.
     """
-    beyond = list(Success.objects.order_by("-stopped").values_list("pk", flat=True)[keep:])
-    deleted, _ = Task.objects.filter(pk__in=beyond, success=True).delete()
+    # Everything from the newest one past ``keep`` back: one DELETE, however many there are.
+    cutoff = Success.objects.order_by("-stopped").values_list("stopped", flat=True)[keep:].first()
+    if cutoff is None:
+        return 0
+    deleted, _ = Task.objects.filter(success=True, stopped__lte=cutoff).delete()
     if deleted:
         logger.info("Task results pruned: %s successful ones beyond the newest %s", deleted, keep)
     return deleted
