@@ -22,7 +22,6 @@ from asgiref.sync import sync_to_async  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core import signals  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix  # noqa: E402
-from django.core.handlers.base import BaseHandler  # noqa: E402
 from django.urls import Resolver404, resolve, set_script_prefix  # noqa: E402
 
 
@@ -91,26 +90,19 @@ def _is_stream(scope) -> bool:
         return False
 
 
-class _SyncHandler(BaseHandler):
-    """Django's request handling with the synchronous middleware, as a WSGI worker runs it."""
+def _respond(scope):
+    """Run a stream's request through the middleware and the view (in a worker thread).
 
-    def __init__(self):
-        super().__init__()
-        self.load_middleware(is_async=False)
-
-    def respond(self, scope):
-        """Run the request through the middleware and the view (in a worker thread)."""
-        set_script_prefix(get_script_prefix(scope))
-        signals.request_started.send(sender=ASGIHandler, scope=scope)
-        request = ASGIRequest(scope, io.BytesIO())
-        response = self.get_response(request)
-        # The request is done (the access checked, the headers set); a streaming body is an
-        # async iterator that the response's closers leave alone.
-        response.close()
-        return response
-
-
-_sync_handler = _SyncHandler()
+    The handler's own chain, which is synchronous (``BoundedASGIHandler.load_middleware``).
+    """
+    set_script_prefix(get_script_prefix(scope))
+    signals.request_started.send(sender=ASGIHandler, scope=scope)
+    request = ASGIRequest(scope, io.BytesIO())
+    response = django_application.get_response(request)
+    # The request is done (the access checked, the headers set); a streaming body is an
+    # async iterator that the response's closers leave alone.
+    response.close()
+    return response
 
 
 async def stream(scope, receive, send):
@@ -124,7 +116,7 @@ async def stream(scope, receive, send):
     generator waiting on the process's event hub) is sent from the event loop, holding no
     thread, until it ends or the client goes away.
     """
-    response = await sync_to_async(_sync_handler.respond, thread_sensitive=False)(scope)
+    response = await sync_to_async(_respond, thread_sensitive=False)(scope)
     headers = [
         (str(name).encode("latin-1"), str(value).encode("latin-1"))
         for name, value in response.items()
