@@ -5,6 +5,7 @@ is one chunk, not the file."""
 import hashlib
 import io
 import math
+import os
 import signal
 import struct
 import sys
@@ -198,6 +199,39 @@ class FailingAfter(io.BytesIO):
             raise OSError("connection reset while reading the upload")
         self.left -= 1
         return super().read(size)
+
+
+@pytest.mark.slow
+def test_a_deleted_recording_leaves_no_copy_anywhere_in_the_embedded_server(own_mongo):
+    # Only text is kept. A replica set's oplog would keep a copy of every chunk it was sent
+    # (SecantusDB's default persona: for an hour) after the audio itself is deleted.
+    marker = b"recording-" + os.urandom(8).hex().encode()
+    audio = marker * (storage.CHUNK_SIZE // len(marker) + 100)  # two chunks
+    file_id = storage.store_audio(
+        audio, metadata={"session_id": 1, "question_id": 2, "user_id": 3}, content_type="audio/wav"
+    )
+    database = storage.get_database()
+
+    assert storage.get_audio(file_id) == audio
+    assert holders_of(database.client, marker) == [f"{database.name}.fs.chunks"]
+
+    assert storage.delete_audio(file_id)
+
+    assert holders_of(database.client, marker) == []
+
+
+def holders_of(client, needle: bytes) -> list[str]:
+    """Every collection of every database (the oplog included) that holds ``needle``."""
+    found = []
+    for database in sorted({*client.list_database_names(), "local"}):
+        names = set(client[database].list_collection_names())
+        if database == "local":
+            names.add("oplog.rs")
+        for name in sorted(names):
+            batches = client[database][name].find_raw_batches()
+            if any(needle in bytes(batch) for batch in batches):
+                found.append(f"{database}.{name}")
+    return found
 
 
 @pytest.mark.django_db

@@ -51,6 +51,10 @@ class Command(BaseCommand):
         # the benchmark) holds is the server's, so SIGTERM, Ctrl-C and kill -9 reach it.
         # Durable across kill -9 (every commit's log record reaches the OS before the reply);
         # SecantusDB's own test switch would turn the journal off.
+        # Standalone, as a plain mongod: by default SecantusDB advertises a one-node replica
+        # set and so keeps an oplog, which holds a copy of every insert (each audio chunk)
+        # for an hour after the audio itself is deleted, and writes every chunk twice. The
+        # app uses neither change streams nor transactions, which are what need the oplog.
         env = {
             key: value for key, value in os.environ.items() if key != "SECANTUS_TEST_FAST_STORAGE"
         }
@@ -62,6 +66,7 @@ class Command(BaseCommand):
                 f"--port={port}",
                 f"--storage-path={path}",
                 "--log-level=WARNING",
+                "--standalone",
             ],
             env,
         )
