@@ -14,6 +14,8 @@ from functools import cache, partial
 from django.conf import settings
 from django.db import connection, transaction
 
+from transcription.models import Transcription
+
 from .models import Answer, InterviewSession, SessionEvent
 from .serializers import AnswerStatusSerializer
 
@@ -59,6 +61,16 @@ def answer_change_record(
         data=data,
         session_locked=session_locked,
     )
+
+
+def answer_queued_data(*, question_id: int) -> dict:
+    """The data of a new recording's event: what answer_change_record gives once it commits.
+
+    Built before the upload's transaction (a new transcription's fields are all defaults),
+    so that the serializer's work is not done while holding the transaction open.
+    """
+    answer = Answer(question_id=question_id, transcription=Transcription())
+    return dict(AnswerStatusSerializer(answer).data)
 
 
 def streams_wake(*, key: str) -> None:

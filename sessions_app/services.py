@@ -115,16 +115,35 @@ def pending_cap_check(*, session: InterviewSession, question: Question) -> None:
 
     A re-recording replaces its question's transcription, so that one does not count.
     """
-    # Through the user's answers (indexed joins), not the transcriptions' JSON metadata,
-    # which SQLite would scan for every pending transcription of every user.
-    pending = Answer.objects.filter(
-        session__user_id=session.user_id, transcription__status__in=Transcription.PENDING
-    ).exclude(session=session, question=question)
-    if pending.count() >= settings.MAX_PENDING_PER_USER:
+    if _pending_others(session=session, question=question).count() >= settings.MAX_PENDING_PER_USER:
         raise TooManyPending
 
 
-@transaction.atomic
+def _pending_others(*, session: InterviewSession, question: Question):
+    # Through the user's answers (indexed joins), not the transcriptions' JSON metadata,
+    # which SQLite would scan for every pending transcription of every user.
+    return Answer.objects.filter(
+        session__user_id=session.user_id, transcription__status__in=Transcription.PENDING
+    ).exclude(session=session, question=question)
+
+
+class _Compiled:
+    """A read's SQL, built from its queryset now and run later, inside a transaction.
+
+    Django builds a query's SQL each time it runs it, and most of a short query's cost is
+    that Python. On SQLite an upload's transaction holds the one write lock of every
+    process, so its reads are compiled before it begins and only executed inside it.
+    """
+
+    def __init__(self, queryset):
+        self.sql, self.params = queryset.query.sql_with_params()
+
+    def rows(self) -> list[tuple]:
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, self.params)
+            return cursor.fetchall()
+
+
 def _answer_record(
     *,
     session,
@@ -134,45 +153,68 @@ def _answer_record(
     metadata: dict,
     audio_seconds: float | None = None,
 ) -> Answer:
-    # The session's row lock serializes its uploads and its analysis: two first uploads for
-    # one question cannot both insert, and analyze sees every answer that committed.
-    session = InterviewSession.objects.select_for_update().get(pk=session.pk)
-    # The user's row lock serializes their uploads across sessions: the cap then holds
-    # exactly, however many uploads arrive together. (SQLite has no row locks: its write
-    # transaction already serializes every writer, so the statement would only lengthen it.)
-    if connection.features.has_select_for_update:
-        list(get_user_model().objects.select_for_update().filter(pk=session.user_id).values("pk"))
-    pending_cap_check(session=session, question=question)
-    transcription = transcription_create(
-        file_id=file_id,
-        content_type=content_type,
-        language=session.language,
-        metadata=metadata,
-        audio_seconds=audio_seconds,
-        prompt=transcription_prompt(question=question),
+    # Built before the transaction, which then holds only the statements themselves.
+    status_read = _Compiled(InterviewSession.objects.filter(pk=session.pk).values_list("status"))
+    cap = settings.MAX_PENDING_PER_USER
+    pending_read = _Compiled(
+        _pending_others(session=session, question=question).values("pk")[: max(cap, 1)]
     )
-    answer = Answer.objects.filter(session=session, question=question).first()
-    if answer is None:
-        answer = Answer.objects.create(
-            session=session, question=question, transcription=transcription
+    answer_read = _Compiled(
+        Answer.objects.filter(session=session, question=question).values_list("pk")
+    )
+    prompt = transcription_prompt(question=question)
+    queued = events.answer_queued_data(question_id=question.pk)
+    with transaction.atomic():
+        if connection.features.has_select_for_update:
+            # The session's row lock serializes its uploads and its analysis (two first
+            # uploads for one question cannot both insert; analyze sees every answer that
+            # committed); the user's, their uploads across sessions, so the cap holds
+            # exactly. SQLite has no row locks: its one write transaction at a time already
+            # serializes every writer.
+            list(InterviewSession.objects.select_for_update().filter(pk=session.pk).values("pk"))
+            list(
+                get_user_model().objects.select_for_update().filter(pk=session.user_id).values("pk")
+            )
+        status = status_read.rows()
+        if not status:
+            raise InterviewSession.DoesNotExist  # deleted while the audio was being stored
+        if len(pending_read.rows()) >= cap:
+            raise TooManyPending
+        transcription = transcription_create(
+            file_id=file_id,
+            content_type=content_type,
+            language=session.language,
+            metadata=metadata,
+            audio_seconds=audio_seconds,
+            prompt=prompt,
         )
-    else:
-        replaced = answer.transcription
-        answer.transcription = transcription
-        answer.score = None
-        answer.score_error = ""
-        answer.feedback = []
-        answer.model_answer = ""
-        answer.save()
-        transcription_delete(transcription=replaced)
-    if session.status == InterviewSession.Status.ANALYZED:
-        # A new recording makes the earlier analysis stale: the candidate analyzes again.
-        InterviewSession.objects.filter(pk=session.pk).update(
-            status=InterviewSession.Status.IN_PROGRESS, final_score=None, analyzed_at=None
+        if not answer_read.rows():
+            answer = Answer.objects.create(
+                session=session, question=question, transcription=transcription
+            )
+        else:  # a re-recording
+            answer = Answer.objects.select_related("transcription").get(
+                session=session, question=question
+            )
+            replaced = answer.transcription
+            answer.transcription = transcription
+            answer.score = None
+            answer.score_error = ""
+            answer.feedback = []
+            answer.model_answer = ""
+            answer.save()
+            transcription_delete(transcription=replaced)
+        if status[0][0] == InterviewSession.Status.ANALYZED:
+            # A new recording makes the earlier analysis stale: the candidate analyzes again.
+            InterviewSession.objects.filter(pk=session.pk).update(
+                status=InterviewSession.Status.IN_PROGRESS, final_score=None, analyzed_at=None
+            )
+        # The session's streams hear of the new recording in the upload's own commit: one
+        # write transaction fewer than the receiver's, which leaves a recording's creation
+        # to this.
+        events.event_record(
+            session_id=session.pk, name=transcription.status, data=queued, session_locked=True
         )
-    # The session's streams hear of the new recording in the upload's own commit: one write
-    # transaction fewer than the receiver's, which leaves a recording's creation to this.
-    events.answer_change_record(answer=answer, transcription=transcription, session_locked=True)
     return answer
 
 

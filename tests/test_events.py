@@ -299,6 +299,31 @@ def test_open_streams_hold_no_thread_of_the_web_process(start_web, readers, cand
 
 
 @pytest.mark.django_db
+def test_a_new_recording_s_queued_event_says_what_the_status_endpoint_says(
+    api_client, interview, upload, gridfs, scripted_engine, spoken
+):
+    # The event's data is built before the upload's transaction; it must still be the
+    # answer as that transaction committed it, for a first recording and a re-recording.
+    question = interview.ordered_questions()[0]
+    status_url = f"/api/transcription-status/{interview.pk}/{question.pk}"
+    first = upload(interview.pk, question.pk, scripted_engine.say(spoken("an index"), "an index"))
+    assert first.status_code == 202, first.content
+    queued = SessionEvent.objects.get(session=interview, name="queued").data
+    assert queued == api_client.get(status_url).json()
+    assert queued["status"] == "queued"
+    assert queued["question_id"] == question.pk
+
+    run_queued_jobs()
+    assert api_client.get(status_url).json()["transcript"] == "an index"
+    again = upload(interview.pk, question.pk, scripted_engine.say(spoken("a cache"), "a cache"))
+    assert again.status_code == 202, again.content
+    requeued = SessionEvent.objects.filter(session=interview, name="queued").latest("pk").data
+    assert requeued == api_client.get(status_url).json()
+    assert requeued["transcript"] == ""
+    assert requeued["words"] == []
+
+
+@pytest.mark.django_db
 def test_the_last_transcript_landing_records_the_analysis_that_analyze_then_returns(
     api_client, interview, upload, gridfs, scripted_engine, spoken
 ):
