@@ -14,10 +14,19 @@ on a lock of their own first (first come, first served), bounded by the database
 the kernel. A write outside a transaction (autocommit: ``save()``, ``update()``, the queue's
 own bookkeeping) takes its turn the same way: waiting in SQLite's handler behind one, the
 writer whose turn it is would hold up every other.
+
+While one of its threads holds a turn, a process hands the GIL from thread to thread every
+0.2 ms instead of every 5 ms (``sys.setswitchinterval``). SQLite releases the GIL for each
+statement; to get it back, the writer waits until the thread that took it meanwhile is made
+to hand it over, which is after the switch interval. With a web process's other requests
+running Python, each statement of a transaction could wait that long, and every writer of
+every process with it (README, "An evening session": in the bench's 200-candidate burst
+the upload's transaction, 2 ms alone, held the lock 5-7 ms at the median; 4-5 ms with this).
 """
 
 import fcntl
 import os
+import sys
 import threading
 
 from django.db import OperationalError
@@ -25,6 +34,21 @@ from django.db.backends.sqlite3 import base
 
 _process_locks: dict[str, threading.Lock] = {}
 _process_locks_guard = threading.Lock()
+
+WRITING_SWITCH_INTERVAL = 0.0002  # seconds; None keeps the interpreter's own throughout
+_writers = 0  # this process's threads holding a turn (at most one per database)
+_writers_guard = threading.Lock()
+_switch_interval = sys.getswitchinterval()  # the interpreter's own, restored after
+
+
+def _writing(delta: int) -> None:
+    """Count a turn taken (+1) or given back (-1), and set the switch interval to match."""
+    global _writers, _switch_interval
+    with _writers_guard:
+        if _writers == 0:
+            _switch_interval = sys.getswitchinterval()
+        _writers += delta
+        sys.setswitchinterval(_switch_interval if _writers == 0 else WRITING_SWITCH_INTERVAL)
 
 
 def _process_lock(path: str) -> threading.Lock:
@@ -34,9 +58,13 @@ def _process_lock(path: str) -> threading.Lock:
 
 def _forget_locks_in_child() -> None:
     # A lock held by another thread at the fork would stay held in the child for ever.
-    global _process_locks_guard
+    global _process_locks_guard, _writers, _writers_guard
     _process_locks.clear()
     _process_locks_guard = threading.Lock()
+    if _writers:
+        sys.setswitchinterval(_switch_interval)
+    _writers = 0
+    _writers_guard = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_locks_in_child)
@@ -44,6 +72,7 @@ os.register_at_fork(after_in_child=_forget_locks_in_child)
 
 class DatabaseWrapper(base.DatabaseWrapper):
     _held_lock = None  # this process's lock, while this connection writes
+    _hurrying = False  # this connection's turn lowered the process's switch interval
     _queue_fd = None  # the open queue file (one per connection: flock is per open file)
     _queue_pid = None  # the process that opened it: a forked child opens its own
     WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")  # statements that take a turn
@@ -92,6 +121,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
             except BaseException:
                 self._release_turn(unlock=False)
                 raise
+            if WRITING_SWITCH_INTERVAL is not None:
+                _writing(+1)
+                self._hurrying = True
 
     def _release_turn(self, *, unlock: bool = True) -> None:
         lock, self._held_lock = self._held_lock, None
@@ -102,6 +134,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 fcntl.flock(self._queue_fd, fcntl.LOCK_UN)
         finally:
             lock.release()
+            if self._hurrying:
+                self._hurrying = False
+                _writing(-1)
 
     def _commit(self):
         try:
