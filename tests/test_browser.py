@@ -11,6 +11,7 @@ import wave
 import pytest
 import requests
 from django.contrib.auth import get_user_model
+from django.db import connections
 from playwright.sync_api import expect, sync_playwright
 from rest_framework.authtoken.models import Token
 
@@ -86,6 +87,10 @@ def chromium(microphone_wav, monkeypatch):
             )
 
         yield launch
+        # With Playwright started, the test's own queries ran in its context (a greenlet), and
+        # Django keeps a connection per context: pytest-django closes only the other one. Left
+        # open, it outlives the run and PostgreSQL cannot drop the test database.
+        connections.close_all()
 
 
 @pytest.fixture
