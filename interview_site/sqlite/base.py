@@ -35,7 +35,7 @@ from django.db.backends.sqlite3 import base
 _process_locks: dict[str, threading.Lock] = {}
 _process_locks_guard = threading.Lock()
 
-WRITING_SWITCH_INTERVAL = 0.0002  # seconds; None keeps the interpreter's own throughout
+WRITING_SWITCH_INTERVAL = 0.0002  # seconds, while a thread of the process holds a turn
 _writers = 0  # this process's threads holding a turn (at most one per database)
 _writers_guard = threading.Lock()
 _switch_interval = sys.getswitchinterval()  # the interpreter's own, restored after
@@ -72,7 +72,6 @@ os.register_at_fork(after_in_child=_forget_locks_in_child)
 
 class DatabaseWrapper(base.DatabaseWrapper):
     _held_lock = None  # this process's lock, while this connection writes
-    _hurrying = False  # this connection's turn lowered the process's switch interval
     _queue_fd = None  # the open queue file (one per connection: flock is per open file)
     _queue_pid = None  # the process that opened it: a forked child opens its own
     WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")  # statements that take a turn
@@ -121,9 +120,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
             except BaseException:
                 self._release_turn(unlock=False)
                 raise
-            if WRITING_SWITCH_INTERVAL is not None:
-                _writing(+1)
-                self._hurrying = True
+            _writing(+1)
 
     def _release_turn(self, *, unlock: bool = True) -> None:
         lock, self._held_lock = self._held_lock, None
@@ -134,8 +131,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 fcntl.flock(self._queue_fd, fcntl.LOCK_UN)
         finally:
             lock.release()
-            if self._hurrying:
-                self._hurrying = False
+            if unlock:  # the turn was taken whole, so it counted
                 _writing(-1)
 
     def _commit(self):
