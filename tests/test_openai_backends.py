@@ -1,9 +1,11 @@
 """The OpenAI transcriber and scorer, over real HTTP to a local fake of the OpenAI API."""
 
 import json
+import ssl
 
 import pytest
 
+from interview_site.openai_client import tls_context
 from sessions_app.scoring import Score, ScoringError
 from sessions_app.scoring.openai import OpenAIScorer
 from tests.openai_server import (  # noqa: F401
@@ -150,6 +152,28 @@ def test_transcriber_omits_language_when_none_and_returns_detected_language_code
     assert "language" not in request.form
     assert request.filename == "answer.webm"
     assert request.file_content_type == "audio/webm"
+
+
+def test_a_process_s_clients_share_one_certificate_store_and_still_verify(
+    openai_settings, settings, monkeypatch
+):
+    tls_context()  # as qcluster's preload makes it, before it forks its workers
+    loaded = []
+    load = ssl.SSLContext.load_verify_locations
+
+    def counting(context, *args, **kwargs):
+        loaded.append(args)
+        return load(context, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
+    for seconds in (10, 11):  # a client per configuration: two clients
+        settings.OPENAI_TIMEOUT_SECONDS = seconds
+        OpenAITranscriber().transcribe(AUDIO, language="en")
+
+    assert len(openai_settings.requests) == 2
+    assert loaded == []  # neither client read a CA bundle of its own
+    assert tls_context().verify_mode == ssl.CERT_REQUIRED
+    assert tls_context().check_hostname
 
 
 def test_transcriber_sends_api_key_as_bearer_token(openai_settings, settings):

@@ -24,16 +24,19 @@ class TranscriptionConfig(AppConfig):
 def engine_ready_before_the_first_job() -> None:
     """No cold start: import the engine before qcluster forks, load it as each worker spawns.
 
-    The imports (faster-whisper, PyAV, or the OpenAI SDK) happen once in the parent, so every
-    worker forks with them; the model is loaded in the worker (django-q2's ``post_spawn``
+    The imports (faster-whisper, or the OpenAI SDK with its CA bundle) happen once in the
+    parent, so every worker forks with them; so does PyAV, with which every job measures its
+    audio whatever the engine. The model is loaded in the worker (django-q2's ``post_spawn``
     signal), never across a fork, and before the worker takes its first job.
     """
     from django_q.signals import post_spawn
 
+    from . import audio, tasks  # noqa: F401 - tasks: the module every job runs
     from .backends import preload
 
     started = time.monotonic()
     try:
+        audio.preload()
         preload()
     except Exception:
         # The job reports what is wrong with the engine, with the answer it concerns.

@@ -81,6 +81,16 @@ def opus_packet_samples(packet: bytes) -> int:
     return frame * (packet[1] & 0x3F)  # code 3: the frame count is in the next byte
 
 
+def preload() -> None:
+    """Import PyAV, which measures every job's audio (fork-safe: it starts no thread).
+
+    With the stream classes that PyAV itself imports only when it first opens a file.
+    """
+    import av.audio.stream  # noqa: F401
+    import av.subtitles.stream  # noqa: F401
+    import av.video.stream  # noqa: F401
+
+
 def probe(source: BinaryIO) -> float | None:
     """Refuse at once a file that is not an answer: no audio stream, a video stream, or audio
     whose first packets do not decode (an image or a video in an ISO-BMFF or Matroska
