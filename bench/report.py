@@ -303,7 +303,10 @@ def _headline(report: dict) -> list[str]:
         ),
         _row(
             "… of which in the gunicorn worker, p50 / p95",
-            _percentiles(ai["server_time_s"]),
+            # Read from gunicorn's access log, which its uvicorn workers never write.
+            _percentiles(ai["server_time_s"])
+            if (ai["server_time_s"] or {}).get("n") or ai["server_time_s"] is None
+            else "— (no access log under uvicorn)",
             _percentiles(si["server_time_s"]),
             "",
         ),
