@@ -47,8 +47,19 @@ class ScriptedTranscriber:
         return Transcript(text=result, language=language or "en")
 
 
+def release_blocking_engine(folder: Path, text: str) -> None:
+    """Let ``BlockingTranscriber`` finish with ``text``: the file appears whole or not at all.
+
+    ``write_text`` creates the file before it writes it, and an engine polling in between read
+    an empty release (its transcript was then " N bytes").
+    """
+    partial = folder / "release.partial"
+    partial.write_text(text)
+    os.replace(partial, folder / "release")
+
+
 class BlockingTranscriber:
-    """Block until the test writes ``release`` in $BLOCKING_ENGINE_DIR; works across processes."""
+    """Block until the test releases it (``release_blocking_engine``); works across processes."""
 
     def transcribe(
         self, audio: bytes, *, language, prompt="", content_type="", filename=""

@@ -18,6 +18,7 @@ from rest_framework.authtoken.models import Token
 from sessions_app.delivery import delivery_feedback
 from sessions_app.models import InterviewSession
 from sessions_app.services import answer_submit, session_create
+from tests.engines import release_blocking_engine
 from tests.support import (
     ROOT,
     run_queued_jobs,
@@ -368,7 +369,7 @@ def test_chips_and_results_arrive_over_the_event_stream_without_polling(
     )
     try:
         expect(chips.nth(0)).to_have_text("Q1 processing", timeout=30_000)
-        (engine_dir / "release").write_text("pushed")
+        release_blocking_engine(engine_dir, "pushed")
         expect(page.get_by_role("heading", name="Results")).to_be_visible(timeout=30_000)
     finally:
         cluster.stop()
@@ -403,7 +404,7 @@ def test_with_the_event_stream_blocked_the_page_finishes_by_polling(
     )
     engine_dir = tmp_path / "engine"
     engine_dir.mkdir()
-    (engine_dir / "release").write_text("polled")
+    release_blocking_engine(engine_dir, "polled")
     cluster = start_qcluster(
         tmp_path, TRANSCRIBER="tests.engines.BlockingTranscriber", BLOCKING_ENGINE_DIR=engine_dir
     )

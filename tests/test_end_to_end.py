@@ -6,6 +6,7 @@ from bson import ObjectId
 from django.contrib.auth import get_user_model
 
 from sessions_app.services import session_create
+from tests.engines import release_blocking_engine
 from tests.support import start_qcluster, wait_for, word_error_rate
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -93,7 +94,7 @@ def test_upload_answers_while_the_engine_is_blocked_and_status_moves_to_complete
         assert gridfs_holds(gridfs, first_upload.json()["file_id"])
         assert gridfs_holds(gridfs, second_upload.json()["file_id"])
 
-        (engine_dir / "release").write_text("released transcript of")
+        release_blocking_engine(engine_dir, "released transcript of")
         wait_for(
             lambda: status(first)["status"] == status(second)["status"] == "completed",
             timeout=60,

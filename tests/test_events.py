@@ -15,6 +15,7 @@ from rest_framework.authtoken.models import Token
 
 from sessions_app.models import InterviewSession, SessionEvent
 from sessions_app.services import retry_after_estimate, session_create
+from tests.engines import release_blocking_engine
 from tests.support import (
     run_queued_jobs,
     start_qcluster,
@@ -137,7 +138,7 @@ def test_a_change_committed_by_the_cluster_reaches_a_client_on_another_web_proce
         )
         assert uploaded.status_code == 202, uploaded.text
         wait_for(lambda: stream.first("processing"), what="the processing event on web A")
-        (engine_dir / "release").write_text("transcribed by the cluster")
+        release_blocking_engine(engine_dir, "transcribed by the cluster")
         wait_for(lambda: stream.first("analysis"), what="the analysis event on web A")
     finally:
         cluster.stop()

@@ -21,6 +21,7 @@ from django_q.models import Failure, OrmQ, Schedule
 from sessions_app import services as sessions_services
 from sessions_app.models import Answer, InterviewSession
 from sessions_app.scoring import ScoringError
+from tests.engines import release_blocking_engine
 from tests.openai_server import openai_server_fixture, openai_settings_fixture  # noqa: F401
 from tests.support import (
     ROOT,
@@ -436,7 +437,7 @@ def test_sigterm_releases_the_in_flight_transcription_to_another_cluster(
     stopping_dir, taking_over_dir = tmp_path / "stopping", tmp_path / "taking-over"
     for folder in (stopping_dir, taking_over_dir):
         folder.mkdir()
-    (taking_over_dir / "release").write_text("finished elsewhere")
+    release_blocking_engine(taking_over_dir, "finished elsewhere")
     engine = {"TRANSCRIBER": "tests.engines.BlockingTranscriber", "Q_WORKERS": "1"}
     stopping = start_qcluster(stopping_dir, BLOCKING_ENGINE_DIR=str(stopping_dir), **engine)
     taking_over = None
