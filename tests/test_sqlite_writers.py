@@ -43,7 +43,9 @@ HOLDER = textwrap.dedent(
             connection.cursor().execute("INSERT INTO t (who) VALUES ('holder')")
             (control / f"holding-{n}").touch()
             wait_for(lambda: (control / f"commit-{n}").exists(), timeout=60, what="commit")
-        (control / f"committed-{n}").write_text(repr(time.time()))
+        # Whole or not at all: the waiter may be done before this line runs.
+        (control / f"committed-{n}.partial").write_text(repr(time.time()))
+        (control / f"committed-{n}.partial").replace(control / f"committed-{n}")
     """
 )
 ROUNDS = 6
@@ -103,7 +105,9 @@ def test_a_waiting_writer_gets_its_turn_as_soon_as_another_process_commits(tmp_p
             assert "at" not in done, "the waiter wrote while another process held the lock"
             (control / f"commit-{n}").touch()
             waiter.join(30)
-            committed = float((control / f"committed-{n}").read_text())
+            committed_at = control / f"committed-{n}"
+            wait_for(committed_at.exists, timeout=30, what="the holder's commit time")
+            committed = float(committed_at.read_text())
             lags.append(done["at"] - committed)
         assert holder.wait(30) == 0
     finally:
