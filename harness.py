@@ -1,4 +1,4 @@
-"""Processes, ports and waiting, for the tests and the benchmark alike (no Django here).
+"""Processes, ports, waiting and whole files, for the tests and the benchmark alike (no Django).
 
 Every process a test or a benchmark run starts is a ``Process``: its own process group, its
 output in a log file, stopped by a signal to its leader and killed with its whole group at a
@@ -31,6 +31,14 @@ def wait_for(condition, *, timeout: float = 30, what: str = "the condition", int
         if time.monotonic() > deadline:
             raise WaitTimeout(f"Timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a reader (another process polling for it, a
+    report's viewer) never sees it created but not yet written."""
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_bytes(data)
+    os.replace(partial, path)
 
 
 def free_port() -> int:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from bench.load import Finish, Upload
+from harness import write_atomically
 
 MODES = ("async", "sync")
 LABELS = {"async": "async (queue)", "sync": "sync (baseline)"}
@@ -205,12 +206,6 @@ def throughput(uploads: list[Upload]) -> dict:
 
 
 # --- Output ---------------------------------------------------------------------------
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_bytes(data)
-    os.replace(partial, path)
 
 
 def write_json(report: dict, path: Path) -> None:

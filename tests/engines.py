@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from harness import write_atomically
 from transcription.backends import Transcript, TranscriptionError
 
 
@@ -53,9 +54,7 @@ def release_blocking_engine(folder: Path, text: str) -> None:
     ``write_text`` creates the file before it writes it, and an engine polling in between read
     an empty release (its transcript was then " N bytes").
     """
-    partial = folder / "release.partial"
-    partial.write_text(text)
-    os.replace(partial, folder / "release")
+    write_atomically(folder / "release", text.encode())
 
 
 class BlockingTranscriber:

@@ -36,7 +36,7 @@ HOLDER = textwrap.dedent(
         "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"}}})
     django.setup()
     from django.db import connection, transaction
-    from harness import wait_for
+    from harness import wait_for, write_atomically
     for n in range(rounds):
         wait_for(lambda: (control / f"go-{n}").exists(), timeout=60, what="go")
         with transaction.atomic():
@@ -44,8 +44,7 @@ HOLDER = textwrap.dedent(
             (control / f"holding-{n}").touch()
             wait_for(lambda: (control / f"commit-{n}").exists(), timeout=60, what="commit")
         # Whole or not at all: the waiter may be done before this line runs.
-        (control / f"committed-{n}.partial").write_text(repr(time.time()))
-        (control / f"committed-{n}.partial").replace(control / f"committed-{n}")
+        write_atomically(control / f"committed-{n}", repr(time.time()).encode())
     """
 )
 ROUNDS = 6
